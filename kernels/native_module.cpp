@@ -1,11 +1,16 @@
 // pybind11 entry point of mfs_fast's C++ core (imported as mfs_fast._native).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
+#include "common.hpp"
+#include "fused_idn.hpp"
 #include "modulation.hpp"
+#include "thread_pool.hpp"
 
 namespace py = pybind11;
 using FloatArray = py::array_t<float, py::array::c_style>;
@@ -56,6 +61,445 @@ py::tuple modulate_demodulate(const py::array& base, const py::array& style, flo
     return py::make_tuple(fused, scale, demod);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Array checks for the fused kernels: every message names the argument and what was expected.
+
+std::string shape_str(const py::array& a) {
+    std::ostringstream s;
+    s << "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
+    s << (a.ndim() == 1 ? ",)" : ")");
+    return s.str();
+}
+
+std::string dims_str(const std::vector<py::ssize_t>& dims) {
+    std::ostringstream s;
+    s << "(";
+    for (std::size_t i = 0; i < dims.size(); ++i) s << (i ? ", " : "") << dims[i];
+    s << (dims.size() == 1 ? ",)" : ")");
+    return s.str();
+}
+
+// A float32, C-contiguous NumPy array (never converted or copied).
+py::array float_array(const py::handle& obj, const std::string& name, bool writable = false) {
+    if (!py::isinstance<py::array>(obj))
+        throw std::invalid_argument(name + " must be a numpy float32 array, got " +
+                                    std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    if (!py::isinstance<py::array_t<float>>(a))
+        throw std::invalid_argument(name + " must be float32, got " + std::string(py::str(a.dtype())));
+    if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(name + " must be C-contiguous");
+    if (writable && !a.writeable()) throw std::invalid_argument(name + " must be writable");
+    return a;
+}
+
+// Shape check with alternatives, e.g. {{C, 1, 3, 3}, {C, 3, 3}}.
+void expect_shape(const py::array& a, const std::string& name, const std::vector<std::vector<py::ssize_t>>& options) {
+    for (const auto& dims : options) {
+        if (a.ndim() != static_cast<py::ssize_t>(dims.size())) continue;
+        bool ok = true;
+        for (std::size_t i = 0; i < dims.size(); ++i) ok = ok && a.shape(i) == dims[i];
+        if (ok) return;
+    }
+    std::string expected;
+    for (std::size_t i = 0; i < options.size(); ++i) expected += (i ? " or " : "") + dims_str(options[i]);
+    throw std::invalid_argument(name + " must have shape " + expected + ", got " + shape_str(a));
+}
+
+py::array nchw(const py::handle& obj, const std::string& name, bool writable = false) {
+    py::array a = float_array(obj, name, writable);
+    if (a.ndim() != 4)
+        throw std::invalid_argument(name + " must be an N x C x H x W array (4 dimensions), got shape " + shape_str(a));
+    if (a.shape(0) < 1) throw std::invalid_argument(name + " must hold at least one image");
+    return a;
+}
+
+const float* fptr(const py::array& a) { return static_cast<const float*>(a.data()); }
+float* mptr(py::array& a) { return static_cast<float*>(a.mutable_data()); }
+
+// Optional per-channel vector (None or float32 (n,)).
+const float* optional_vector(const py::object& obj, const std::string& name, py::ssize_t n, py::array& keep) {
+    if (obj.is_none()) return nullptr;
+    keep = float_array(obj, name);
+    expect_shape(keep, name, {{n}});
+    return fptr(keep);
+}
+
+int check_threads(int threads) {
+    if (threads < 1 || threads > 256) throw std::invalid_argument("threads must be in [1, 256], got " + std::to_string(threads));
+    return threads;
+}
+
+bool overlaps(const py::array& a, const py::array& b) {
+    const char* a0 = static_cast<const char*>(a.data());
+    const char* b0 = static_cast<const char*>(b.data());
+    return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
+// Per-thread scratch arenas for the block functions.
+struct Arenas {
+    std::vector<std::unique_ptr<float[], void (*)(void*)>> arenas;
+    Arenas(int threads, std::size_t floats) {
+        for (int i = 0; i < threads; ++i) arenas.push_back(mfs::alloc_scratch(floats + 64));
+    }
+    float* operator[](int i) { return arenas[i].get(); }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Per-block functions (each block testable alone; the FusedIDN runs the same kernels).
+
+py::array encoder_block(const py::object& x_obj, const py::object& dw_obj, const py::object& pw_obj,
+                        const py::object& scale_obj, const py::object& demod_obj, bool normalize, int threads,
+                        const std::string& isa) {
+    const mfs::KernelTable* k = mfs::select_kernels(isa);
+    check_threads(threads);
+    py::array x = nchw(x_obj, "x");
+    const py::ssize_t N = x.shape(0), C = x.shape(1), H = x.shape(2), W = x.shape(3);
+    if (H < 2 || W < 2 || H % 2 || W % 2)
+        throw std::invalid_argument("x: height and width must be even (stride 2), got " + shape_str(x));
+    py::array dw = float_array(dw_obj, "depthwise"), pw = float_array(pw_obj, "pointwise");
+    expect_shape(dw, "depthwise", {{C, 1, 4, 4}, {C, 4, 4}});
+    const py::ssize_t M = pw.ndim() >= 1 ? pw.shape(0) : 0;
+    expect_shape(pw, "pointwise", {{M, C}, {M, C, 1, 1}});
+    if (M < 1) throw std::invalid_argument("pointwise must have at least one output channel");
+    py::array s_keep, d_keep;
+    const float* s = optional_vector(scale_obj, "scale", C, s_keep);
+    const float* d = optional_vector(demod_obj, "demod", M, d_keep);
+    FloatArray out({N, M, H / 2, W / 2});
+    float* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        std::vector<float> kernel(fptr(dw), fptr(dw) + C * 16);
+        if (s)
+            for (py::ssize_t c = 0; c < C; ++c)
+                for (int t = 0; t < 16; ++t) kernel[c * 16 + t] *= s[c];
+        std::vector<float> a(mfs::packed_size(int(M), int(C)));
+        mfs::pack_weights(fptr(pw), int(M), int(C), a.data());
+        mfs::EncoderLayer L;
+        L.C = int(C), L.H = int(H), L.W = int(W), L.dw = kernel.data(), L.normalize = normalize;
+        L.pw.a = a.data(), L.pw.M = int(M), L.pw.K = int(C), L.pw.scale = d, L.pw.leaky = true;
+        const int P = int((H / 2) * (W / 2));
+        const auto tasks = mfs::plan_tasks(P, int(C), int(M), threads, k->nr);
+        Arenas arenas(threads, mfs::encoder_scratch(L, mfs::max_tile(tasks), k->nr).total);
+        for (py::ssize_t i = 0; i < N; ++i) {
+            L.x = fptr(x) + i * C * H * W;
+            L.out = o + i * M * P;
+            mfs::global_pool().run(threads, int(tasks.size()), [&](int t, int thread) {
+                k->encoder_tile(L, tasks[t].p0, tasks[t].p1, tasks[t].m0, tasks[t].m1, arenas[thread]);
+            });
+        }
+    }
+    return std::move(out);
+}
+
+py::array upsample_block(const py::object& x_obj, const py::object& dw_obj, const py::object& pw_obj,
+                         const py::object& dw_bias_obj, const py::object& pw_bias_obj, const py::object& scale_obj,
+                         const py::object& demod_obj, const py::object& skip_obj, int threads, const std::string& isa) {
+    const mfs::KernelTable* k = mfs::select_kernels(isa);
+    check_threads(threads);
+    py::array x = nchw(x_obj, "x");
+    const py::ssize_t N = x.shape(0), C = x.shape(1), h = x.shape(2), w = x.shape(3);
+    py::array dw = float_array(dw_obj, "depthwise"), pw = float_array(pw_obj, "pointwise");
+    expect_shape(dw, "depthwise", {{C, 1, 3, 3}, {C, 3, 3}});
+    const py::ssize_t M = pw.ndim() >= 1 ? pw.shape(0) : 0;
+    expect_shape(pw, "pointwise", {{M, C}, {M, C, 1, 1}});
+    if (M < 1) throw std::invalid_argument("pointwise must have at least one output channel");
+    py::array keep[4];
+    const float* dwb = optional_vector(dw_bias_obj, "depthwise_bias", C, keep[0]);
+    const float* pwb = optional_vector(pw_bias_obj, "pointwise_bias", M, keep[1]);
+    const float* s = optional_vector(scale_obj, "scale", C, keep[2]);
+    const float* d = optional_vector(demod_obj, "demod", M, keep[3]);
+    py::array skip;
+    py::ssize_t Cs = 0;
+    if (!skip_obj.is_none()) {
+        skip = nchw(skip_obj, "skip");
+        Cs = skip.shape(1);
+        expect_shape(skip, "skip", {{N, Cs, 2 * h, 2 * w}});
+    }
+    const py::ssize_t P = 4 * h * w;
+    FloatArray out({N, M + Cs, 2 * h, 2 * w});
+    float* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        // factored form: s scales the pointwise input, i.e. the depthwise output (kernel and bias)
+        std::vector<float> kernel(fptr(dw), fptr(dw) + C * 9), bias;
+        if (s) {
+            for (py::ssize_t c = 0; c < C; ++c)
+                for (int t = 0; t < 9; ++t) kernel[c * 9 + t] *= s[c];
+            if (dwb) {
+                bias.assign(dwb, dwb + C);
+                for (py::ssize_t c = 0; c < C; ++c) bias[c] *= s[c];
+                dwb = bias.data();
+            }
+        }
+        std::vector<float> a(mfs::packed_size(int(M), int(C)));
+        mfs::pack_weights(fptr(pw), int(M), int(C), a.data());
+        mfs::Interp rows, cols;
+        rows.build(int(h));
+        cols.build(int(w));
+        mfs::UpLayer L;
+        L.C = int(C), L.h = int(h), L.w = int(w), L.dw = kernel.data(), L.dw_bias = dwb, L.rows = &rows, L.cols = &cols;
+        L.pw.a = a.data(), L.pw.M = int(M), L.pw.K = int(C), L.pw.scale = d, L.pw.bias = pwb, L.pw.leaky = true;
+        const auto tasks = mfs::plan_tasks(int(P), int(C), int(M), threads, k->nr);
+        Arenas arenas(threads, mfs::up_scratch(L, mfs::max_tile(tasks), k->nr).total);
+        for (py::ssize_t i = 0; i < N; ++i) {
+            L.x = fptr(x) + i * C * h * w;
+            L.out = o + i * (M + Cs) * P;
+            mfs::global_pool().run(threads, int(tasks.size()), [&](int t, int thread) {
+                k->up_tile(L, tasks[t].p0, tasks[t].p1, tasks[t].m0, tasks[t].m1, arenas[thread]);
+            });
+            if (Cs) std::memcpy(L.out + M * P, fptr(skip) + i * Cs * P, std::size_t(Cs * P) * sizeof(float));
+        }
+    }
+    return std::move(out);
+}
+
+py::array pointwise(const py::object& x_obj, const py::object& w_obj, const py::object& scale_obj,
+                    const py::object& bias_obj, bool leaky, int threads, const std::string& isa) {
+    const mfs::KernelTable* k = mfs::select_kernels(isa);
+    check_threads(threads);
+    py::array x = nchw(x_obj, "x");
+    const py::ssize_t N = x.shape(0), K = x.shape(1), H = x.shape(2), W = x.shape(3);
+    py::array w = float_array(w_obj, "weight");
+    const py::ssize_t M = w.ndim() >= 1 ? w.shape(0) : 0;
+    expect_shape(w, "weight", {{M, K}, {M, K, 1, 1}});
+    if (M < 1) throw std::invalid_argument("weight must have at least one output channel");
+    py::array keep[2];
+    const float* s = optional_vector(scale_obj, "scale", M, keep[0]);
+    const float* b = optional_vector(bias_obj, "bias", M, keep[1]);
+    const py::ssize_t P = H * W;
+    FloatArray out({N, M, H, W});
+    float* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        std::vector<float> a(mfs::packed_size(int(M), int(K)));
+        mfs::pack_weights(fptr(w), int(M), int(K), a.data());
+        mfs::Pointwise pw;
+        pw.a = a.data(), pw.M = int(M), pw.K = int(K), pw.scale = s, pw.bias = b, pw.leaky = leaky;
+        const auto tasks = mfs::plan_tasks(int(P), int(K), int(M), threads, k->nr);
+        for (py::ssize_t i = 0; i < N; ++i) {
+            const float* xi = fptr(x) + i * K * P;
+            float* oi = o + i * M * P;
+            mfs::global_pool().run(threads, int(tasks.size()), [&](int t, int) {
+                k->pointwise_tile(pw, xi, std::size_t(P), tasks[t].p0, tasks[t].p1, tasks[t].m0, tasks[t].m1, oi,
+                                  std::size_t(P));
+            });
+        }
+    }
+    return std::move(out);
+}
+
+// Copy a fixed weight into a vector after checking its shape.
+std::vector<float> weight_vector(const py::handle& obj, const std::string& name,
+                                 const std::vector<std::vector<py::ssize_t>>& shapes) {
+    py::array a = float_array(obj, name);
+    expect_shape(a, name, shapes);
+    return std::vector<float>(fptr(a), fptr(a) + a.size());
+}
+
+py::tuple output_head(const py::object& x_obj, const py::object& m5_obj, const py::object& image_obj,
+                      const py::dict& weights, int threads, const std::string& isa) {
+    const mfs::KernelTable* k = mfs::select_kernels(isa);
+    check_threads(threads);
+    py::array x = nchw(x_obj, "x");
+    const py::ssize_t N = x.shape(0), h = x.shape(2), w = x.shape(3), H = 2 * h, W = 2 * w;
+    expect_shape(x, "x", {{N, mfs::FINAL_IN, h, w}});
+    if (W % 16) throw std::invalid_argument("x: the output width (2 x " + std::to_string(w) + ") must be a multiple of 16");
+    py::array m5 = nchw(m5_obj, "mask_features"), image = nchw(image_obj, "image");
+    expect_shape(m5, "mask_features", {{N, 2, H, W}});
+    expect_shape(image, "image", {{N, 3, H, W}});
+    auto get = [&](const char* key, const std::vector<std::vector<py::ssize_t>>& shapes) {
+        if (!weights.contains(key)) throw std::invalid_argument(std::string("weights: missing '") + key + "'");
+        return weight_vector(weights[key], key, shapes);
+    };
+    const auto w1 = get("final.0.weight", {{8, 32}, {8, 32, 1, 1}}), b1 = get("final.0.bias", {{8}});
+    const auto w2 = get("final.1.weight", {{3, 8, 3, 3}}), b2 = get("final.1.bias", {{3}});
+    const auto w3 = get("final.2.weight", {{3, 3, 3, 3}}), b3 = get("final.2.bias", {{3}});
+    const auto wm = get("mask.out.weight", {{1, 2, 3, 3}}), bm = get("mask.out.bias", {{1}});
+    FloatArray faces({N, py::ssize_t(3), H, W}), masks({N, py::ssize_t(1), H, W});
+    float* fo = faces.mutable_data();
+    float* mo = masks.mutable_data();
+    {
+        py::gil_scoped_release release;
+        std::vector<float> a(mfs::packed_size(8, 32)), z(std::size_t(8 * h * w));
+        mfs::pack_weights(w1.data(), 8, 32, a.data());
+        mfs::Pointwise pw;
+        pw.a = a.data(), pw.M = 8, pw.K = 32, pw.bias = b1.data(), pw.leaky = false;
+        mfs::Interp rows, cols;
+        rows.build(int(h));
+        cols.build(int(w));
+        mfs::HeadLayer L;
+        L.H = int(H), L.W = int(W), L.z = z.data(), L.w2 = w2.data(), L.b2 = b2.data(), L.w3 = w3.data(),
+        L.b3 = b3.data(), L.wm = wm.data(), L.bm = bm.data(), L.rows = &rows, L.cols = &cols;
+        const auto tasks = mfs::plan_tasks(int(h * w), 32, 8, threads, k->nr);
+        const int bands = std::min<int>(int(H), mfs::round_up(mfs::ceil_div(int(H), 16), threads));
+        Arenas arenas(threads, mfs::head_scratch(L, mfs::ceil_div(int(H), bands) + 1).total);
+        for (py::ssize_t i = 0; i < N; ++i) {
+            const float* xi = fptr(x) + i * 32 * h * w;
+            mfs::global_pool().run(threads, int(tasks.size()), [&](int t, int) {
+                k->pointwise_tile(pw, xi, std::size_t(h * w), tasks[t].p0, tasks[t].p1, tasks[t].m0, tasks[t].m1,
+                                  z.data(), std::size_t(h * w));
+            });
+            L.m5 = fptr(m5) + i * 2 * H * W;
+            L.image = fptr(image) + i * 3 * H * W;
+            L.faces = fo + i * 3 * H * W;
+            L.masks = mo + i * H * W;
+            mfs::global_pool().run(threads, bands, [&](int b, int thread) {
+                const int y0 = int(std::int64_t(b) * H / bands), y1 = int(std::int64_t(b + 1) * H / bands);
+                k->head_band(L, y0, y1, arenas[thread]);
+            });
+        }
+    }
+    return py::make_tuple(faces, masks);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole IDN.
+
+class PyFusedIDN {
+public:
+    PyFusedIDN(int height, int width, const py::dict& heads, const py::object& bases, const std::string& isa) {
+        if (height <= 0 || width <= 0 || height % 32 || width % 32)
+            throw std::invalid_argument("IDN input sides must be positive multiples of 32 (5 stride-2 stages), got " +
+                                        std::to_string(height) + "x" + std::to_string(width));
+        const mfs::KernelTable* k = mfs::select_kernels(isa);
+        mfs::HeadWeights hw;
+        auto get = [&](const std::string& key, const std::vector<std::vector<py::ssize_t>>& shapes) {
+            if (!heads.contains(key.c_str())) throw std::invalid_argument("heads: missing '" + key + "'");
+            return weight_vector(heads[key.c_str()], "heads['" + key + "']", shapes);
+        };
+        for (int i = 0; i < mfs::IDN_MASK; ++i) {
+            const py::ssize_t C = mfs::MASK_CH[i], M = mfs::MASK_CH[i + 1];
+            const std::string p = "mask." + std::to_string(i) + ".";
+            hw.mask_dw[i] = get(p + "depthwise", {{C, 1, 3, 3}, {C, 3, 3}});
+            hw.mask_dw_bias[i] = get(p + "depthwise_bias", {{C}});
+            hw.mask_pw[i] = get(p + "pointwise", {{M, C}, {M, C, 1, 1}});
+            hw.mask_pw_bias[i] = get(p + "pointwise_bias", {{M}});
+        }
+        hw.mask_out_w = get("mask.out.weight", {{1, 2, 3, 3}});
+        hw.mask_out_b = get("mask.out.bias", {{1}});
+        hw.final_w1 = get("final.0.weight", {{8, 32}, {8, 32, 1, 1}});
+        hw.final_b1 = get("final.0.bias", {{8}});
+        hw.final_w2 = get("final.1.weight", {{3, 8, 3, 3}});
+        hw.final_b2 = get("final.1.bias", {{3}});
+        hw.final_w3 = get("final.2.weight", {{3, 3, 3, 3}});
+        hw.final_b3 = get("final.2.bias", {{3}});
+        std::vector<py::array> keep;
+        std::vector<const float*> base_ptrs;
+        if (!bases.is_none()) {
+            py::sequence seq = bases;
+            if (py::len(seq) != 9) throw std::invalid_argument("bases must hold 9 arrays (encoder 0-4, decoder 0-3)");
+            for (int l = 0; l < 9; ++l) {
+                const std::string name = "bases[" + std::to_string(l) + "]";
+                keep.push_back(float_array(seq[l], name));
+                expect_shape(keep.back(), name, pointwise_shapes(l));
+                base_ptrs.push_back(fptr(keep.back()));
+            }
+        }
+        engine_ = std::make_unique<mfs::FusedIDNEngine>(height, width, std::move(hw), base_ptrs, k);
+    }
+
+    void set_identity_factored(const py::sequence& depthwise, const py::sequence& scale, const py::sequence& demod) {
+        if (!engine_->has_bases())
+            throw std::invalid_argument("the factored pointwise form needs the base kernels: construct with bases=[...]");
+        std::vector<py::array> keep;
+        std::array<mfs::IdentityLayer, 9> layers{};
+        check_len(depthwise, "depthwise");
+        check_len(scale, "scale");
+        check_len(demod, "demod");
+        for (int l = 0; l < 9; ++l) {
+            layers[l].depthwise = identity_array(depthwise[l], "depthwise", l, depthwise_shapes(l), keep);
+            layers[l].scale = identity_array(scale[l], "scale", l, {{in(l)}}, keep);
+            layers[l].demod = identity_array(demod[l], "demod", l, {{out(l)}}, keep);
+        }
+        py::gil_scoped_release release;
+        engine_->set_identity_factored(layers);
+    }
+
+    void set_identity_modulated(const py::sequence& depthwise, const py::sequence& pointwise) {
+        std::vector<py::array> keep;
+        std::array<mfs::IdentityLayer, 9> layers{};
+        check_len(depthwise, "depthwise");
+        check_len(pointwise, "pointwise");
+        for (int l = 0; l < 9; ++l) {
+            layers[l].depthwise = identity_array(depthwise[l], "depthwise", l, depthwise_shapes(l), keep);
+            layers[l].pointwise = identity_array(pointwise[l], "pointwise", l, pointwise_shapes(l), keep);
+        }
+        py::gil_scoped_release release;
+        engine_->set_identity_modulated(layers);
+    }
+
+    void set_base(int layer, const py::object& w_obj) {
+        if (layer < 0 || layer >= 9) throw std::invalid_argument("layer must be in [0, 9), got " + std::to_string(layer));
+        py::array w = float_array(w_obj, "weight");
+        expect_shape(w, "weight", pointwise_shapes(layer));
+        py::gil_scoped_release release;
+        engine_->set_base(layer, fptr(w));
+    }
+
+    void run(const py::object& images_obj, const py::object& faces_obj, const py::object& masks_obj, int threads) {
+        check_threads(threads);
+        py::array images = nchw(images_obj, "images");
+        py::array faces = nchw(faces_obj, "faces", true);
+        py::array masks = nchw(masks_obj, "masks", true);
+        const py::ssize_t N = images.shape(0), H = engine_->height(), W = engine_->width();
+        if (images.shape(1) != 3 || images.shape(2) != H || images.shape(3) != W)
+            throw std::invalid_argument("images must have shape (N, 3, " + std::to_string(H) + ", " + std::to_string(W) +
+                                        ") for this FusedIDN (built for " + std::to_string(H) + "x" +
+                                        std::to_string(W) + "), got " + shape_str(images));
+        expect_shape(faces, "faces", {{N, 3, H, W}});
+        expect_shape(masks, "masks", {{N, 1, H, W}});
+        if (overlaps(masks, faces) || overlaps(masks, images))
+            throw std::invalid_argument("masks must not overlap images or faces");
+        if (!engine_->has_identity()) throw std::invalid_argument("no identity set: call set_identity_* first");
+        const float* in = fptr(images);
+        float* f = mptr(faces);
+        float* m = mptr(masks);
+        py::gil_scoped_release release;
+        engine_->run(in, int(N), f, m, threads);
+    }
+
+    py::dict stage_seconds() const {
+        py::dict d;
+        const auto names = mfs::FusedIDNEngine::stage_names();
+        const auto& secs = engine_->stage_seconds();
+        for (std::size_t i = 0; i < secs.size(); ++i) d[py::str(names[i])] = secs[i];
+        return d;
+    }
+
+    int height() const { return engine_->height(); }
+    int width() const { return engine_->width(); }
+    std::string isa() const { return engine_->kernels().name; }
+    std::string form() const { return engine_->form(); }
+    bool has_identity() const { return engine_->has_identity(); }
+
+private:
+    static py::ssize_t in(int l) { return mfs::FusedIDNEngine::layer_in(l); }
+    static py::ssize_t out(int l) { return mfs::FusedIDNEngine::layer_out(l); }
+    static std::vector<std::vector<py::ssize_t>> depthwise_shapes(int l) {
+        const py::ssize_t k = l < mfs::IDN_ENC ? 4 : 3;
+        return {{in(l), 1, k, k}, {in(l), k, k}};
+    }
+    static std::vector<std::vector<py::ssize_t>> pointwise_shapes(int l) { return {{out(l), in(l)}, {out(l), in(l), 1, 1}}; }
+    static std::string layer_name(int l) {
+        return l < mfs::IDN_ENC ? "encoder " + std::to_string(l) : "decoder " + std::to_string(l - mfs::IDN_ENC);
+    }
+    static void check_len(const py::sequence& seq, const char* name) {
+        if (py::len(seq) != 9)
+            throw std::invalid_argument(std::string(name) + " must hold 9 arrays (encoder 0-4, decoder 0-3), got " +
+                                        std::to_string(py::len(seq)));
+    }
+    static const float* identity_array(const py::handle& obj, const char* what, int l,
+                                       const std::vector<std::vector<py::ssize_t>>& shapes, std::vector<py::array>& keep) {
+        const std::string name = std::string(what) + "[" + std::to_string(l) + "] (" + layer_name(l) + ")";
+        keep.push_back(float_array(obj, name));
+        expect_shape(keep.back(), name, shapes);
+        return fptr(keep.back());
+    }
+
+    std::unique_ptr<mfs::FusedIDNEngine> engine_;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -65,6 +509,53 @@ PYBIND11_MODULE(_native, m) {
     m.def("modulate_demodulate_into", &modulate_demodulate_into, py::arg("base"), py::arg("style"), py::arg("fused"),
           py::arg("scale"), py::arg("demod"), py::arg("eps") = 1e-16f,
           "In-place form writing into caller-owned float32 buffers");
+
+    m.def("isas", &mfs::available_isas, "Kernel sets this CPU runs, best first (always ends with 'scalar')");
+    m.def(
+        "default_isa", [] { return std::string(mfs::select_kernels("auto")->name); },
+        "The kernel set isa='auto' picks (MFS_FAST_ISA overrides the CPU's best)");
+    m.def("encoder_block", &encoder_block, py::arg("x"), py::arg("depthwise"), py::arg("pointwise"),
+          py::arg("scale") = py::none(), py::arg("demod") = py::none(), py::arg("normalize") = false,
+          py::arg("threads") = 1, py::arg("isa") = "auto",
+          "IDN encoder block on N x C x H x W: depthwise 4x4 stride 2 pad 1 -> pointwise (M x C) -> LeakyReLU(0.1).\n"
+          "Modulated form: pointwise = W~. Factored form: pointwise = base W with scale s (C) and demod d (M):\n"
+          "y[o] = d[o] * sum_i W[o,i] s[i] x[i]. normalize applies (x - 0.5) / 0.5 first.");
+    m.def("upsample_block", &upsample_block, py::arg("x"), py::arg("depthwise"), py::arg("pointwise"),
+          py::arg("depthwise_bias") = py::none(), py::arg("pointwise_bias") = py::none(), py::arg("scale") = py::none(),
+          py::arg("demod") = py::none(), py::arg("skip") = py::none(), py::arg("threads") = 1, py::arg("isa") = "auto",
+          "IDN decoder / fusion-mask block: bilinear 2x (align_corners=True) -> depthwise 3x3 pad 1 (+bias) ->\n"
+          "pointwise (+bias; scale/demod as in encoder_block) -> LeakyReLU(0.1); with skip, returns the concat\n"
+          "[block output, skip] along channels (the block writes its slice of the concat buffer directly).");
+    m.def("pointwise", &pointwise, py::arg("x"), py::arg("weight"), py::arg("scale") = py::none(),
+          py::arg("bias") = py::none(), py::arg("leaky") = false, py::arg("threads") = 1, py::arg("isa") = "auto",
+          "1x1 convolution on the fused kernels' GEMM: act(scale[o] * sum_i W[o,i] x[i] + bias[o]).");
+    m.def("output_head", &output_head, py::arg("x"), py::arg("mask_features"), py::arg("image"), py::arg("weights"),
+          py::arg("threads") = 1, py::arg("isa") = "auto",
+          "Output head + mask output + blend: x (N,32,h,w) decoder output, mask_features (N,2,2h,2w), image\n"
+          "(N,3,2h,2w), weights {'final.0.weight' (8,32), 'final.0.bias', 'final.1.weight' (3,8,3,3), ...,\n"
+          "'mask.out.weight' (1,2,3,3), 'mask.out.bias'} with BatchNorm folded. Returns (faces, masks).");
+
+    py::class_<PyFusedIDN>(m, "FusedIDN",
+                           "The whole IDN forward on the fused kernels for one input size. heads: folded fixed\n"
+                           "weights (see mfs_fast.fused); bases: the 9 base pointwise kernels W (factored form) or None.")
+        .def(py::init<int, int, const py::dict&, const py::object&, const std::string&>(), py::arg("height"),
+             py::arg("width"), py::arg("heads"), py::arg("bases") = py::none(), py::arg("isa") = "auto")
+        .def("set_identity_factored", &PyFusedIDN::set_identity_factored, py::arg("depthwise"), py::arg("scale"),
+             py::arg("demod"),
+             "Per-identity depthwise kernels and modulation vectors s, d of the 9 layers (O(C) each; W is not repacked)")
+        .def("set_identity_modulated", &PyFusedIDN::set_identity_modulated, py::arg("depthwise"), py::arg("pointwise"),
+             "Per-identity depthwise kernels and fused pointwise kernels W~ of the 9 layers (W~ is packed here)")
+        .def("set_base", &PyFusedIDN::set_base, py::arg("layer"), py::arg("weight"),
+             "Replace and repack one base pointwise kernel (layers: encoder 0-4, decoder 0-3)")
+        .def("run", &PyFusedIDN::run, py::arg("images"), py::arg("faces"), py::arg("masks"), py::arg("threads") = 1,
+             "images (N,3,H,W) float32 in [0,1] -> writes faces (N,3,H,W) and masks (N,1,H,W) in place")
+        .def("stage_seconds", &PyFusedIDN::stage_seconds, "Seconds per stage of the last run (all its images)")
+        .def_property_readonly("height", &PyFusedIDN::height)
+        .def_property_readonly("width", &PyFusedIDN::width)
+        .def_property_readonly("isa", &PyFusedIDN::isa)
+        .def_property_readonly("form", &PyFusedIDN::form)
+        .def_property_readonly("has_identity", &PyFusedIDN::has_identity);
+
     m.attr("compiler") = py::str(
 #if defined(__clang__)
         "clang " __clang_version__

@@ -141,8 +141,29 @@ def _cmd_tune(args: argparse.Namespace) -> None:
 
     target = host_target() if args.target == "host" else json.loads(args.target)
     backend = TVMBackend(FaceSwapModels.random(), threads=args.threads, target=target)
-    folder = tune(backend.import_module((1, 3, args.size, args.size)), target, args.trials, args.per_task)
+    folder = tune(backend.import_module((1, 3, args.size, args.size)), target, args.trials, args.per_task,
+                  retune=args.retune, rpc=args.rpc)
     print(f"tuning database written to {folder}; TVM builds for this target now use it")
+
+
+def _cmd_compile(args: argparse.Namespace) -> None:
+    """Build the IDN with TVM for a target and write the deployable library."""
+    import json
+    from pathlib import Path
+
+    from .backends.tvm_backend import TVMBackend, TVMCudaBackend
+    from .checkpoints import load_weights
+    from .models import FaceSwapModels
+
+    backend_class = TVMCudaBackend if args.backend == "tvm-cuda" else TVMBackend
+    models = load_weights(args.weights) if args.weights else FaceSwapModels.random()
+    target = json.loads(args.target) if args.target else None
+    backend = backend_class(models, target=target)
+    output = backend.compile_library((args.batch, 3, args.size, args.size), Path(args.output))
+    print(f"{backend.name} library for {json.dumps(backend.target)} written to {output} "
+          f"({output.stat().st_size / 1e6:.1f} MB); inputs: image, then the 18 identity kernels")
+    if not args.weights:
+        print("note: built with random fixed-head weights (no --weights): for benchmarking only")
 
 
 def _cmd_doctor(args: argparse.Namespace) -> None:
@@ -155,7 +176,7 @@ def _cmd_doctor(args: argparse.Namespace) -> None:
     for name, usable, reason in report:
         print(f"  {name:<12} {'usable' if usable else 'unusable':<9} {reason}")
     first = next((name for name, usable, _ in report if usable), None)
-    print(f"Swapper default: {DEFAULT_BACKEND} (fastest measured on the reference CPU; compare with "
+    print(f"Swapper default: first usable of {', '.join(DEFAULT_BACKEND)} (fastest measured on the reference CPU; compare with "
           f"`mfs-fast bench`); the first usable in the list above: {first}")
     print(f"C++ core: {'built' if native.AVAILABLE else native.IMPORT_ERROR}")
     print(f"face detectors: {', '.join(available_detectors())} (or a user-supplied SCRFD .onnx path)")
@@ -219,10 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="autotune the TVM build of the IDN (MetaSchedule) for a target")
     p.add_argument("--target", default="host", help='"host" or a TVM target as JSON')
     p.add_argument("--trials", type=int, default=640, help="total measured candidates")
-    p.add_argument("--per-task", type=int, default=16)
+    p.add_argument("--per-task", type=int, default=16, help="most candidates per kernel in this run")
+    p.add_argument("--retune", type=int, default=0, metavar="N",
+                   help="also search further on the N kernels that cost most per forward")
+    p.add_argument("--rpc", metavar="HOST:PORT:KEY",
+                   help="measure on devices registered with this TVM RPC tracker (e.g. a phone or board)")
     p.add_argument("--threads", type=int, help="cores to tune for (default: all)")
     p.add_argument("--size", type=int, choices=(224, 256), default=224)
     p.set_defaults(run=_cmd_tune)
+
+    p = sub.add_parser("compile", help="build the IDN with TVM for a CPU or GPU target and write the library")
+    p.add_argument("--backend", choices=("tvm", "tvm-cuda"), default="tvm")
+    p.add_argument("--target", help="TVM target as JSON (default: this CPU, or sm_XY of this GPU / sm_90)")
+    p.add_argument("--weights", help="folder from `mfs-fast convert` (the fixed heads are baked in)")
+    p.add_argument("--size", type=int, choices=(224, 256), default=224)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("-o", "--output", required=True, help="library to write (.so)")
+    p.set_defaults(run=_cmd_compile)
 
     p = sub.add_parser("doctor", help="which backends, detectors and native parts work on this machine")
     p.set_defaults(run=_cmd_doctor)

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+from mfs_fast import native
+
 
 def mfs(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mfs_fast", *map(str, args)], capture_output=True, text=True,
@@ -106,7 +108,8 @@ def test_doctor_lists_backends_and_default():
     assert proc.returncode == 0, proc.stderr
     lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("  ")}
     assert "usable" in lines["torch"] and "usable" in lines["onnxruntime"]
-    assert "unusable" in lines["tensorrt"] and "Swapper default: torch" in proc.stdout
+    assert "unusable" in lines["tensorrt"] and "Swapper default: first usable of fused, torch" in proc.stdout
+    assert ("usable" if native.AVAILABLE else "unusable") in lines["fused"]
 
 
 def test_bench_json_reports_every_backend():

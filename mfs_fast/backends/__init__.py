@@ -1,6 +1,12 @@
 """IDN runtimes behind one interface: ``create_backend(name_or_preference_list, models)``."""
 
-from . import onnxruntime_backend, torch_backend, tvm_backend  # noqa: F401  (registers the backends)
+from . import (  # noqa: F401  (importing registers the backends)
+    fused_backend,
+    onnxruntime_backend,
+    tensorrt_backend,
+    torch_backend,
+    tvm_backend,
+)
 from .base import (
     DEFAULT_BACKEND,
     DEFAULT_PREFERENCE,

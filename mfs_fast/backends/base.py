@@ -20,11 +20,11 @@ from ..models import FaceSwapModels, IdentityWeights
 log = logging.getLogger("mfs_fast.backends")
 
 # Order in which backends are listed (and tried, when a caller passes this list).
-DEFAULT_PREFERENCE = ("tensorrt", "tvm", "onnxruntime", "torch")
+DEFAULT_PREFERENCE = ("tensorrt", "tvm-cuda", "fused", "tvm", "onnxruntime", "torch")
 # What Swapper and the CLI use when no backend is named: the fastest measured on this project's
-# reference CPU (bench/RESULTS.md: torch channels_last 20.4 ms vs onnxruntime with identity
-# kernels as graph inputs 23.5 ms at 2 threads). Never default to a slower backend.
-DEFAULT_BACKEND = "torch"
+# reference CPU (bench/RESULTS.md: the fused C++ kernels, about 2x PyTorch channels_last), and
+# PyTorch where the C++ core is not built (the fallback is logged once, with the reason).
+DEFAULT_BACKEND = ("fused", "torch")
 
 
 class BackendUnavailable(MfsError):

@@ -1,11 +1,14 @@
 """Apache TVM (0.27, Relax) backend: the IDN compiled per input shape, identity kernels as inputs.
 
 The graph is the same kernels-as-inputs ONNX export the ONNX Runtime backend uses, imported
-into Relax with static shapes and built for the host CPU; libraries are cached on disk, keyed
-by (model hash, target, input shape, TVM version). Identity kernels live in preallocated TVM
-arrays that ``set_identity`` overwrites (``copyfrom``): an identity change never recompiles.
-Built with the MetaSchedule database in tuning_logs/<target>/ when there is one
-(``mfs-fast tune`` writes it); untuned otherwise, which is ~15x slower.
+into Relax with static shapes. ``tvm`` builds it for the host CPU, with the bilinear upsamples
+(and the decoder concats) replaced by the hand-written kernel of tvm_kernels and every other
+kernel scheduled from the MetaSchedule database in tuning_logs/<target>/ when there is one
+(``mfs-fast tune`` writes it; untuned is ~10x slower). ``tvm-cuda`` builds the same graph for
+an NVIDIA GPU with dlight's default schedules. Libraries are cached on disk, keyed by (model
+hash, target, input shape, TVM version, tuning-log hash, graph-code hash). Identity kernels
+live in preallocated device arrays that ``set_identity`` overwrites (``copyfrom``): an
+identity change never recompiles.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from ..errors import MfsError
 from ..models import FaceSwapModels, IdentityWeights, idn_layer_shapes
 from .base import checked_batch, register_backend
 from .onnx_export import IMAGE_INPUT, cache_dir, cached_idn_onnx, model_hash
-from .tvm_tuning import apply_tuning, log_hash
+from .tvm_kernels import replace_upsamples
+from .tvm_tuning import apply_tuning, log_hash, lower_for_tuning
 
 
 def _probe() -> str | None:
@@ -53,8 +57,46 @@ def host_target() -> dict:
     return {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": level, "num-cores": os.cpu_count()}
 
 
+def _graph_code_hash() -> str:
+    """Hash of the sources that shape the built graph, so a code change never loads a stale library."""
+    digest = hashlib.sha256()
+    for module in ("tvm_backend.py", "tvm_kernels.py", "tvm_tuning.py", "onnx_export.py"):
+        digest.update((Path(__file__).with_name(module)).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cuda_target(arch: str | None = None) -> dict:
+    """CUDA target for this machine's first GPU (``sm_XY`` from its compute capability).
+
+    Without a visible GPU (cross-compiling for one) the default is ``sm_90`` (H100/H200).
+    """
+    if arch is None:
+        import tvm
+
+        device = tvm.cuda(0)
+        arch = f"sm_{device.compute_version.replace('.', '')}" if device.exist else "sm_90"
+    return {"kind": "cuda", "arch": arch, "host": host_target()}
+
+
+def _cuda_probe() -> str | None:
+    reason = _probe()
+    if reason:
+        return reason
+    import tvm
+
+    if not tvm.cuda(0).exist:
+        return "no CUDA GPU visible to TVM (tvm.cuda(0).exist is False); `mfs-fast compile --backend tvm-cuda` still builds for one"
+    return None
+
+
+def is_cpu_target(target: dict) -> bool:
+    return target["kind"] == "llvm"
+
+
 @register_backend("tvm", probe=_probe)
 class TVMBackend:
+    """The IDN compiled by TVM for the host CPU (tuned from tuning_logs/ when a log matches)."""
+
     name = "tvm"
     builds = 0  # class-wide count of compilations, so tests can prove identity changes never build
 
@@ -64,27 +106,40 @@ class TVMBackend:
         import tvm
 
         self.tvm = tvm
-        self.device = tvm.cpu()
-        self.target = target or host_target()
+        self.target = target or self.default_target()
+        self.device = tvm.cpu() if is_cpu_target(self.target) else tvm.device(self.target["kind"], 0)
         self.onnx_path = cached_idn_onnx(models.idn)
         self.model_hash = model_hash(models.idn)
-        self._kernels = {name: tvm.runtime.empty(shape, "float32", self.device)
-                         for name, shape in idn_layer_shapes().items()}
+        self._kernels: dict | None = None  # allocated on first use: compiling needs no device
         self._machines: dict[tuple[int, ...], tuple[object, list]] = {}
         self._has_identity = False
 
+    def default_target(self) -> dict:
+        return host_target()
+
+    def _kernel_arrays(self) -> dict:
+        """Identity kernels as preallocated device arrays, in the graph's input order."""
+        if self._kernels is None:
+            self._kernels = {name: self.tvm.runtime.empty(shape, "float32", self.device)
+                             for name, shape in idn_layer_shapes().items()}
+        return self._kernels
+
     def set_identity(self, weights: IdentityWeights) -> None:
         for name, tensor in weights.tensors():
-            self._kernels[name].copyfrom(np.ascontiguousarray(tensor.detach().cpu().numpy()))
+            self._kernel_arrays()[name].copyfrom(np.ascontiguousarray(tensor.detach().cpu().numpy()))
         self._has_identity = True
 
     def _library_path(self, shape: tuple[int, ...]) -> Path:
-        key = json.dumps({"model": self.model_hash, "target": self.target, "shape": shape,
+        key = json.dumps({"model": self.model_hash, "target": self.target, "shape": shape, "code": _graph_code_hash(),
                           "tvm": self.tvm.__version__, "tuning": log_hash(self.target)}, sort_keys=True)
         return cache_dir() / "tvm" / f"idn-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
 
     def import_module(self, shape: tuple[int, ...]):
-        """The IDN as a Relax module for one input shape (kernels as the inputs after ``image``)."""
+        """The IDN as a Relax module for one input shape (kernels as the inputs after ``image``).
+
+        The bilinear upsamples (and the concats feeding them) are already replaced by the
+        hand-written kernel of tvm_kernels, so tuning and building see the same graph.
+        """
         import onnx
         from tvm.relax.frontend.onnx import from_onnx
 
@@ -96,17 +151,41 @@ class TVMBackend:
         expected = [IMAGE_INPUT, *(name.replace(".", "_") for name in idn_layer_shapes())]
         if params != expected:  # run() passes kernels positionally in this order
             raise MfsError(f"unexpected TVM function parameters {params[:4]}...; expected {expected[:4]}...")
-        return module
+        # the hand-written upsample is a CPU schedule; GPU builds keep resize2d for dlight
+        return replace_upsamples(module) if is_cpu_target(self.target) else module
 
-    def _build(self, shape: tuple[int, ...], path: Path) -> None:
-        target = self.tvm.target.Target(self.target)
-        module = apply_tuning(self.import_module(shape), target, self.target)  # tuned when a log exists
-        executable = self.tvm.compile(module, target=target)
+    def schedule(self, module, tvm_target):
+        """CPU: the MetaSchedule database of the target (if any). GPU: dlight's default rules."""
+        if is_cpu_target(self.target):
+            return apply_tuning(module, tvm_target, self.target)
+        from tvm.s_tir import dlight
+
+        gpu = dlight.gpu
+        with tvm_target:
+            lowered = lower_for_tuning(module, tvm_target)
+            return dlight.ApplyDefaultSchedule(gpu.Matmul(), gpu.GEMV(), gpu.Reduction(), gpu.GeneralReduction(),
+                                               gpu.Fallback())(lowered)
+
+    def build(self, shape: tuple[int, ...]):
+        """Compile the IDN for one input shape; returns the TVM executable (not yet exported)."""
+        tvm_target = self.tvm.target.Target(self.target)
+        module = self.schedule(self.import_module(shape), tvm_target)
+        with tvm_target:  # CUDA codegen reads the arch from the current target
+            executable = self.tvm.compile(module, target=tvm_target)
         TVMBackend.builds += 1
+        return executable
+
+    def compile_library(self, shape: tuple[int, ...], path: Path) -> Path:
+        """Build the IDN for ``shape`` and export it to ``path`` atomically (a deployable .so)."""
+        executable = self.build(shape)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.so")
-        executable.export_library(str(tmp))
-        os.replace(tmp, path)
+        try:
+            executable.export_library(str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
 
     def _machine(self, shape: tuple[int, ...]):
         if shape not in self._machines:
@@ -114,10 +193,10 @@ class TVMBackend:
 
             path = self._library_path(shape)
             if not path.is_file():
-                self._build(shape, path)
+                self.compile_library(shape, path)
             vm = relax.VirtualMachine(self.tvm.runtime.load_module(str(path)), self.device)
             # positional, in the graph's input order (checked when built)
-            self._machines[shape] = (vm, [self._kernels[name] for name in idn_layer_shapes()])
+            self._machines[shape] = (vm, list(self._kernel_arrays().values()))
         return self._machines[shape]
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,3 +204,13 @@ class TVMBackend:
         vm, kernels = self._machine(batch.shape)
         faces, masks = vm["main"](self.tvm.runtime.tensor(batch, self.device), *kernels)
         return faces.numpy(), masks.numpy()
+
+
+@register_backend("tvm-cuda", probe=_cuda_probe)
+class TVMCudaBackend(TVMBackend):
+    """The same graph built for an NVIDIA GPU (dlight schedules); identity kernels live on the GPU."""
+
+    name = "tvm-cuda"
+
+    def default_target(self) -> dict:
+        return cuda_target()

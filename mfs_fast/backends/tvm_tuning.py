@@ -18,7 +18,9 @@ DATABASE_FILES = ("database_workload.json", "database_tuning_record.json")
 
 
 def target_name(target: dict) -> str:
-    """Folder name for a target, e.g. ``llvm-x86_64-x86-64-v3-2c``."""
+    """Folder name for a target, e.g. ``llvm-x86_64-x86-64-v3-2c`` or ``cuda-sm_90``."""
+    if target["kind"] != "llvm":
+        return f"{target['kind']}-{target.get('arch') or target.get('device') or 'generic'}"
     arch = target.get("mtriple", "host").split("-")[0]
     cpu = target.get("mcpu") or "+".join(target.get("mattr", [])) or "generic"
     return f"{target['kind']}-{arch}-{cpu}-{target.get('num-cores', 0)}c".replace("+", "")
@@ -73,34 +75,88 @@ def lean_build(mod, target, _params):
     return tvm.build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
 
 
+def is_hand_scheduled(task) -> bool:
+    """Kernels written already scheduled (tvm_kernels) are never tuned."""
+    return any(bool(func.attrs and func.attrs.get("tirx.is_scheduled", False))
+               for func in task.dispatched[0].functions.values())
+
+
 def untuned_tasks(tasks, database) -> list:
     """Extracted tasks without any tuning record in ``database`` (a workload alone is not enough)."""
-    return [t for t in tasks if not database.get_top_k(database.commit_workload(t.dispatched[0]), 1)]
+    return [t for t in tasks if not is_hand_scheduled(t)
+            and not database.get_top_k(database.commit_workload(t.dispatched[0]), 1)]
 
 
-def tune(module, target: dict, trials: int, per_task: int = 16) -> Path:
+def parse_rpc(spec: str) -> tuple[str, int, str]:
+    """``host:port:key`` of a TVM RPC tracker -> (host, port, key), with a clear error."""
+    parts = spec.rsplit(":", 2)
+    if len(parts) != 3 or not parts[0] or not parts[2] or not parts[1].isdigit():
+        raise ValueError(f"--rpc expects TRACKER_HOST:PORT:KEY (e.g. 127.0.0.1:9190:rk3588), got {spec!r}")
+    return parts[0], int(parts[1]), parts[2]
+
+
+def _runner(rpc: str | None):
+    """Measure candidates here, or on the devices registered with an RPC tracker under a key."""
+    from tvm.s_tir import meta_schedule as ms
+
+    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20)
+    if rpc is None:
+        return ms.runner.LocalRunner(timeout_sec=60, evaluator_config=evaluator)
+    host, port, key = parse_rpc(rpc)
+    config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
+                                 session_priority=1, session_timeout_sec=120)
+    return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator, max_workers=1)
+
+
+def cost_model_name() -> str:
+    """XGBoost's learned cost model when available (the CPU-only ``xgboost-cpu`` wheel), else random."""
+    import importlib.util
+
+    return "xgb" if importlib.util.find_spec("xgboost") is not None else "random"
+
+
+def slowest_tasks(tasks, database, count: int) -> list:
+    """The ``count`` tuned tasks costing most per forward (best measured time x calls)."""
+    import numpy as np
+
+    costs = []
+    for task in tasks:
+        if is_hand_scheduled(task):
+            continue
+        records = database.get_top_k(database.commit_workload(task.dispatched[0]), 1)
+        if records and records[0].run_secs:
+            costs.append((float(np.mean([float(x) for x in records[0].run_secs])) * task.weight, task))
+    costs.sort(key=lambda pair: -pair[0])
+    return [task for _, task in costs[:count]]
+
+
+def tune(module, target: dict, trials: int, per_task: int = 16, retune: int = 0, rpc: str | None = None,
+         logs: Path | None = None) -> Path:
     """Run MetaSchedule on ``module`` (an imported IDN) for the tasks the target's database lacks.
 
-    Incremental: a second run spends its trials only on kernels that have no record yet.
+    Incremental: a second run spends its trials only on kernels that have no record yet, plus
+    the ``retune`` kernels that cost most per forward (their search starts from the records
+    already in the database). ``rpc`` (``host:port:key``) measures on remote devices.
+    ``logs`` overrides the database folder (default: tuning_logs/<target-name>/).
     """
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
     tvm_target = tvm.target.Target(target)
     lowered = lower_for_tuning(module, tvm_target)
-    folder = log_dir(target)
+    folder = Path(logs) if logs is not None else log_dir(target)
     folder.mkdir(parents=True, exist_ok=True)
     database = ms.database.JSONDatabase(work_dir=str(folder))
-    tasks = untuned_tasks(ms.relax_integration.extract_tasks(lowered, tvm_target), database)
+    extracted = ms.relax_integration.extract_tasks(lowered, tvm_target)
+    tasks = untuned_tasks(extracted, database)
+    tasks += [t for t in slowest_tasks(extracted, database, retune) if t not in tasks]
     if tasks:
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, str(folder), seed=0)
         ms.tune_tasks(
             tasks=contexts, task_weights=weights, work_dir=str(folder), max_trials_global=trials,
-            max_trials_per_task=per_task, num_trials_per_iter=per_task,
+            max_trials_per_task=per_task, num_trials_per_iter=min(per_task, 16),
             builder=ms.builder.LocalBuilder(f_build=lean_build, timeout_sec=120),
-            runner=ms.runner.LocalRunner(timeout_sec=60, evaluator_config=ms.runner.EvaluatorConfig(
-                number=3, repeat=1, min_repeat_ms=20)),
-            database=database, cost_model="random", task_scheduler="gradient",
+            runner=_runner(rpc), database=database, cost_model=cost_model_name(), task_scheduler="gradient",
         )
     for extra in folder.iterdir():  # keep only the database, not the run's logs
         if extra.name not in DATABASE_FILES:
