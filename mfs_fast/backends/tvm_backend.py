@@ -103,6 +103,9 @@ class TVMBackend:
     def __init__(self, models: FaceSwapModels, threads: int | None = None, target: dict | None = None) -> None:
         if threads:
             os.environ.setdefault("TVM_NUM_THREADS", str(threads))  # read when TVM's pool starts
+        # idle workers sleep instead of spinning: spinning starved whatever ran next in the
+        # process (the detector, other backends): ORT beside TVM went 30 -> 56 ms at 2 threads
+        os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
         import tvm
 
         self.tvm = tvm
