@@ -20,6 +20,9 @@ ensure_system_packages() {
     local missing=()
     command -v g++ >/dev/null 2>&1 || missing+=(g++)
     command -v make >/dev/null 2>&1 || missing+=(make)
+    # the NEON kernels are cross-compiled and tested under qemu user-mode emulation
+    command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || missing+=(g++-aarch64-linux-gnu)
+    command -v qemu-aarch64-static >/dev/null 2>&1 || missing+=(qemu-user-static)
     python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
     python3 -c "import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
         || missing+=(python3-dev)
@@ -31,7 +34,8 @@ ensure_system_packages() {
 
 # Reinstall whenever a file that shapes the environment or the C++ core changes.
 install_stamp() {
-    cat requirements.txt setup.py pyproject.toml CMakeLists.txt kernels/* 2>/dev/null | sha256sum | cut -c1-16
+    { cat requirements.txt setup.py pyproject.toml CMakeLists.txt; find kernels -type f | sort | xargs cat; } 2>/dev/null \
+        | sha256sum | cut -c1-16
 }
 
 ensure_venv() {
