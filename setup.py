@@ -12,14 +12,16 @@ ROOT = Path(__file__).resolve().parent
 
 
 class CMakeExtension(Extension):
-    def __init__(self, name: str) -> None:
-        super().__init__(name, sources=[])
+    def __init__(self, name: str, optional: bool = False) -> None:
+        super().__init__(name, sources=[], optional=optional)
 
 
 class CMakeBuild(build_ext):
     """Configure and build CMakeLists.txt, placing the module where setuptools expects it."""
 
     def build_extension(self, ext: Extension) -> None:
+        if ext.name != "mfs_fast._native":
+            return  # built by the same CMake run (mfs_fast._cuda: only where nvcc is found)
         import pybind11
 
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
@@ -55,7 +57,8 @@ setup(
         "onnx>=1.15",
     ],
     extras_require={"test": ["pytest>=8", "pytest-benchmark>=4", "scikit-image>=0.22"]},
-    ext_modules=[CMakeExtension("mfs_fast._native")],
+    # optional: setuptools copies it next to _native (in-place and editable builds) only if built
+    ext_modules=[CMakeExtension("mfs_fast._native"), CMakeExtension("mfs_fast._cuda", optional=True)],
     cmdclass={"build_ext": CMakeBuild},
     entry_points={"console_scripts": ["mfs-fast=mfs_fast.cli:main"]},
     zip_safe=False,

@@ -107,6 +107,11 @@ class FusedIDN:
             raise ValueError(f"isa {isa!r} cannot run here (available: {', '.join(available)})")
         self.isa = resolved
 
+    def native_engine(self, height: int, width: int | None = None):
+        """The native engine for this input size (made on first use). Identity changes made
+        through :meth:`set_identity` reach it; :mod:`mfs_fast.core` runs on it."""
+        return self._engine(int(height), int(height if width is None else width))
+
     def _engine(self, height: int, width: int):
         key = (height, width)
         engine = self._engines.get(key)

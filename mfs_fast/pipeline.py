@@ -1,7 +1,9 @@
 """``Swapper``: detect, align, swap and paste back every requested face in frames or files.
 
 Identity work (identity net + IIN) runs once per source in ``set_source``; each frame then
-costs detection (or tracking), one batched IDN call for all its faces, and paste-back.
+costs detection (or tracking), one batched IDN call for all its faces, and paste-back. With the
+``fused`` backend and the C++ extension built, alignment, IDN and paste-back of a frame are one
+call into the pipeline core (:mod:`mfs_fast.core`); ``core=False`` keeps the Python path.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from . import native
 from .backends import DEFAULT_BACKEND, Backend, create_backend
 from .checkpoints import load_weights
 from .errors import ImageError, MfsError, NoFaceError
 from .face import Face, FaceDetector, FaceTracker, align_face, paste_back
+from .face.align import alignment_matrix
 from .face.select import FaceSelector
 from .image_io import check_bgr_image, read_bgr
 from .models import FaceSwapModels, IdentityWeights
@@ -59,7 +63,10 @@ class Swapper:
     usable one is taken; skipped ones are logged, or are an error with ``strict=True``) or a
     backend object; ``swapper.backend.name`` says which runs. ``faces``: ``"all"`` or ``"largest"``; pass
     ``reference=<image>`` to swap only faces whose identity matches it (cosine similarity of
-    identity embeddings >= ``similarity``).
+    identity embeddings >= ``similarity``). ``core``: run align -> IDN -> paste of each frame
+    in the C++ pipeline core (:mod:`mfs_fast.core`): ``None`` (default) when it can (``fused``
+    backend, extension built), ``True`` to require it, ``False`` for the Python path;
+    ``swapper.core`` is the core in use (set it to ``None`` to switch to the Python path).
     """
 
     def __init__(
@@ -74,6 +81,7 @@ class Swapper:
         reference: str | Path | np.ndarray | None = None,
         similarity: float = 0.5,
         size: int = DEFAULT_SIZE,
+        core: bool | None = None,
     ) -> None:
         if weights is None:
             raise MfsError(
@@ -95,7 +103,26 @@ class Swapper:
         self.stats = SwapStats()
         self.last_faces: list[Face] = []
         self.identity: IdentityWeights | None = None
+        self.core = self._pipeline_core(core)
         self.set_source(source)
+
+    def _pipeline_core(self, wanted: bool | None):
+        """The C++ pipeline core on this swapper's fused backend, when it can run here."""
+        if wanted is False:
+            return None
+        from .fused import FusedIDN
+
+        if not native.AVAILABLE:
+            reason = native.IMPORT_ERROR
+        elif not isinstance(self.backend, FusedIDN):
+            reason = f"it runs on the 'fused' backend, not {getattr(self.backend, 'name', type(self.backend).__name__)!r}"
+        else:
+            from .core import PipelineCore
+
+            return PipelineCore(self.backend, self.size)
+        if wanted:
+            raise MfsError(f"the pipeline core cannot be used: {reason}")
+        return None
 
     # ------------------------------------------------------------------ identity
     def set_source(self, source: str | Path | np.ndarray | AlignedCrop) -> float:
@@ -172,6 +199,8 @@ class Swapper:
         self.last_faces = selected[-1] if selected else []
         self.stats.frames += len(frames)
         self.stats.frames_without_face += sum(1 for faces in selected if not faces)
+        if self.core is not None:
+            return [self._swap_with_core(frame, faces, out) for frame, faces, out in zip(frames, selected, outs)]
         aligned = [[align_face(frame, f.landmarks, self.size) for f in faces] for frame, faces in zip(frames, selected)]
         flat = [a for per_frame in aligned for a in per_frame]
         results = [frame.copy() if out is None else _into(out, frame) for frame, out in zip(frames, outs)]
@@ -191,10 +220,33 @@ class Swapper:
         self.stats.faces_swapped += len(flat)
         return results
 
+    def _swap_with_core(self, frame: np.ndarray, faces: list[Face], out: np.ndarray | None) -> np.ndarray:
+        """One frame through the pipeline core: warp, IDN, mask and paste in one native call."""
+        if out is not None:
+            _check_out(out, frame)
+        source = np.ascontiguousarray(frame)
+        direct = out is not None and out.flags.c_contiguous and out.flags.writeable
+        result = out if direct else np.empty_like(source)
+        matrices = np.array([alignment_matrix(f.landmarks, self.size) for f in faces], np.float32).reshape(-1, 2, 3)
+        self.core.swap(source, matrices=matrices, out=result)
+        seconds = self.core.seconds()
+        self.stats.seconds["idn"] += seconds["warp"] + seconds["idn"]
+        self.stats.seconds["paste"] += seconds["copy"] + seconds["mask"] + seconds["paste"]
+        self.stats.faces_swapped += len(faces)
+        if out is not None and result is not out:
+            np.copyto(out, result)
+            return out
+        return result
+
+
+def _check_out(out: np.ndarray, frame: np.ndarray) -> None:
+    if not isinstance(out, np.ndarray) or out.shape != frame.shape or out.dtype != frame.dtype:
+        got = f"{out.shape} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise ImageError(f"out must match the frame: {frame.shape} {frame.dtype}, got {got}")
+
 
 def _into(out: np.ndarray, frame: np.ndarray) -> np.ndarray:
-    if out.shape != frame.shape or out.dtype != frame.dtype:
-        raise ImageError(f"out must match the frame: {frame.shape} {frame.dtype}, got {out.shape} {out.dtype}")
+    _check_out(out, frame)
     if out is not frame:
         np.copyto(out, frame)
     return out

@@ -6,6 +6,7 @@ from . import (  # noqa: F401  (importing registers the backends)
     tensorrt_backend,
     torch_backend,
     tvm_backend,
+    tvm_fused,
 )
 from .base import (
     DEFAULT_BACKEND,

@@ -1,0 +1,146 @@
+// The frame pipeline core: align -> IDN -> blend of whole frames in C++ (no Python per face).
+//
+//   warp      each face's 5-point alignment: a bilinear affine warp of the BGR uint8 frame into
+//             the IDN's input (RGB float32 planes in [0, 1]), as cv2.warpAffine(INTER_LINEAR,
+//             BORDER_CONSTANT 0) computes it (see warp.hpp);
+//   IDN       the FusedIDNEngine (fused_idn.hpp), all faces of the frame as one batch;
+//   mask      the official paste mask from the IDN's fusion mask: binarise (> 0.001), dilate
+//             11x11, erode 11x11 twice, box blur 7x7, times the border fade (mfs_fast.face.paste);
+//   paste     face and mask warped back with the inverse affine and blended into the frame,
+//             only inside each face's footprint box (see blend.hpp), faces in order.
+//
+// Matrices are the frame -> crop 2x3 alignment matrices (float32, as mfs_fast.face.align makes
+// them and cv2.warpAffine takes them); every derived coefficient is computed the way OpenCV
+// (5.x / 4.11+) does, so the crops are bit-identical to cv2's on CPUs with FMA and the blended
+// frame matches the Python pipeline to within one level (truncation to uint8 after float math).
+//
+// The per-ISA kernels (warp.hpp, blend.hpp) are compiled in pipeline_portable.cpp and
+// pipeline_avx2.cpp with -ffp-contract=off: products that OpenCV or NumPy round separately are
+// never fused here, and the fused multiply-adds OpenCV uses are written out explicitly.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "fused_idn.hpp"
+
+namespace mfs {
+
+// OpenCV's SIMD width for its warp loops on AVX2 (2 x 8 floats): columns past the last whole
+// block of 16 are computed by its scalar tail, with a different rounding of the coordinates.
+constexpr int CV_WARP_BLOCK = 16;
+
+// One face crop: out[c][y][x] (RGB planes of S x S) = bilinear sample of the frame at
+// (M[0] x + M[1] y + M[2], M[3] x + M[4] y + M[5]) / 255, pixels outside the frame are 0.
+struct WarpJob {
+    const std::uint8_t* frame = nullptr;  // H x W x 3 BGR, rows of `stride` bytes
+    int H = 0, W = 0;
+    std::size_t stride = 0;
+    float M[6] = {};  // crop pixel -> frame coordinates (cv2's float coefficients)
+    int S = 0;
+    float* out = nullptr;  // 3 x S x S
+};
+
+// One face's paste: for box pixel (x, y) (frame pixel (x0 + x, y0 + y)), face and mask are
+// sampled bilinearly at crop coordinates (M[0] x + M[1] y + M[2], M[3] x + M[4] y + M[5])
+// (0 outside the crop) and blended: out = face * m + out * (1 - m), clipped, truncated.
+struct PasteJob {
+    std::uint8_t* frame = nullptr;  // H x W x 3 BGR, read and written in place
+    std::size_t stride = 0;
+    int x0 = 0, y0 = 0, x1 = 0, y1 = 0;  // the face's footprint box
+    float M[6] = {};                     // box pixel -> crop coordinates
+    int S = 0;
+    const float* face = nullptr;  // 3 x S x S, RGB in [0, 1] (the IDN's output)
+    const float* mask = nullptr;  // S x S blend mask (mask_postprocess)
+};
+
+// The per-ISA kernels of the pipeline. Row ranges may run concurrently on different threads.
+struct PipelineKernels {
+    const char* name;
+    void (*warp_rows)(const WarpJob&, int y0, int y1);   // crop rows [y0, y1)
+    void (*paste_rows)(const PasteJob&, int r0, int r1);  // box rows [r0, r1)
+};
+const PipelineKernels* pipeline_kernels_portable();
+const PipelineKernels* pipeline_kernels_avx2();  // null when not compiled in
+// The kernel set that goes with a FusedIDN kernel set name: "avx2" -> AVX2, otherwise portable.
+const PipelineKernels* pipeline_kernels_for(const std::string& isa);
+
+// ---------------------------------------------------------------------------------------------
+// Face geometry (double precision, as NumPy and OpenCV compute it).
+
+// The coefficients cv2.warpAffine uses for `forward` (dst -> src is its inverse, computed in
+// double from the given values, then rounded to float). False when forward is singular.
+bool cv_warp_coefficients(const double forward[6], float out[6]);
+// Plain 2x3 inverse of a 2x3 affine (mfs_fast.face.align.invert_affine). False when singular.
+bool invert_affine(const double m[6], double out[6]);
+// Least-squares affine fit of 5 landmarks (x, y pairs) to the ArcFace template scaled to
+// `size` (mfs_fast.face.align.alignment_matrix), as float32. False for collinear points.
+bool alignment_matrix(const float landmarks[10], int size, float out[6]);
+// Integer box (x0, y0, x1, y1) covering the warped-back crop plus one pixel, clipped to the
+// frame (mfs_fast.face.paste.footprint_box). False when it is empty.
+bool footprint_box(const double inverse[6], int size, int H, int W, int box[4]);
+
+// ---------------------------------------------------------------------------------------------
+// The official paste mask.
+
+// ones inside a 10 px margin, box-blurred 11x11 (reflect-101 border): S x S.
+std::vector<float> border_fade(int S);
+
+struct MaskScratch {
+    std::vector<std::uint8_t> a, b, c, row;
+    void reserve(int S);
+};
+// mask = blur7(erode11x2(dilate11(idn_mask > 0.001))) * fade, all S x S. Morphology ignores
+// pixels outside the crop (OpenCV's default border for dilate/erode), the blur reflects (101).
+void mask_postprocess(const float* idn_mask, int S, const float* fade, MaskScratch& scratch, float* out);
+
+// ---------------------------------------------------------------------------------------------
+// Stages over all faces of a frame (threads from the global pool). matrices: F x 6 (float32).
+
+// crops: F x 3 x S x S. False (nothing written for it) when a face's matrix is singular:
+// `bad_face` says which.
+bool warp_faces(const PipelineKernels& k, const std::uint8_t* frame, int H, int W, const float* matrices, int F,
+                int S, float* crops, int threads, int* bad_face = nullptr);
+// Blend F faces (F x 3 x S x S) with their blend masks (F x S x S) into `frame`, in order.
+bool paste_faces(const PipelineKernels& k, std::uint8_t* frame, int H, int W, const float* matrices, int F, int S,
+                 const float* faces, const float* blend_masks, int threads, int* bad_face = nullptr);
+
+// ---------------------------------------------------------------------------------------------
+
+// The whole pipeline on one FusedIDNEngine (not owned: the caller keeps it alive; it may be
+// shared with other users, the engine serialises runs). Buffers grow with the number of faces
+// and are reused.
+class PipelineCore {
+public:
+    PipelineCore(FusedIDNEngine& engine, const PipelineKernels* kernels);
+
+    // frame: H x W x 3 BGR (rows of W * 3 bytes); out: the same size, may be `frame` itself
+    // (in place), otherwise the frame is copied into it first. Throws std::invalid_argument
+    // when a matrix is singular (nothing is written then).
+    void swap(const std::uint8_t* frame, std::uint8_t* out, int H, int W, const float* matrices, int F, int threads);
+
+    int size() const { return S_; }
+    const char* isa() const { return k_->name; }
+    // Seconds of the last swap: copy, warp, idn, mask, paste.
+    const std::array<double, 5>& seconds() const { return seconds_; }
+    static std::vector<std::string> stage_names() { return {"copy", "warp", "idn", "mask", "paste"}; }
+
+private:
+    void reserve(int F);
+
+    FusedIDNEngine& engine_;
+    const PipelineKernels* k_;
+    int S_;
+    std::vector<float> fade_;
+    int capacity_ = 0;
+    std::vector<float> crops_, faces_, masks_, blend_;
+    std::vector<MaskScratch> scratch_;
+    std::array<double, 5> seconds_{};
+    std::mutex mutex_;
+};
+
+}  // namespace mfs

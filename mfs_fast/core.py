@@ -1,0 +1,73 @@
+"""The pipeline core: align -> IDN -> blend of a whole frame in one native call (issue #5).
+
+:class:`PipelineCore` takes a BGR uint8 frame (used in place through the buffer protocol,
+never copied) and the 5 landmarks (or the alignment matrices) of its faces, and in C++, with the
+GIL released: warps every face into a preallocated crop (the bilinear affine warp of
+``cv2.warpAffine``, bit for bit on CPUs with FMA), runs the IDN on all of them as one batch on
+the fused kernels, turns each fusion mask into the official paste mask (binarise, dilate, erode
+twice, blur, border fade) and blends the faces back in place, inside each face's footprint box
+only. It matches :func:`mfs_fast.face.align_face` + IDN + :func:`mfs_fast.face.paste_back` to
+within one level per pixel (kernels/pipeline.hpp says why not always exactly).
+
+It runs on a :class:`mfs_fast.fused.FusedIDN` and shares its native engine: identities set
+through that object (``swapper.set_source`` does) apply here with nothing rebuilt.
+``Swapper`` uses it automatically when its backend is ``fused`` and the extension is built.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .fused import FusedIDN
+from .models import FaceSwapModels, IdentityWeights
+from .native import require_native
+
+
+class PipelineCore:
+    """``swap(frame, landmarks=None, matrices=None, out=None)`` on whole BGR frames.
+
+    ``idn``: the :class:`FusedIDN` to run on (shared), or :class:`FaceSwapModels` to make one.
+    ``size``: the aligned crop side (a multiple of 32). ``threads``: default the FusedIDN's.
+    ``isa``: the warp/blend kernels, "auto" (the FusedIDN's kernel set), "avx2" or "scalar".
+    Raises :class:`mfs_fast.NativeUnavailableError` when the C++ extension is not built.
+    """
+
+    def __init__(self, idn: FusedIDN | FaceSwapModels, size: int = 224, threads: int | None = None,
+                 isa: str = "auto") -> None:
+        native = require_native()
+        if isinstance(idn, FaceSwapModels):
+            idn = FusedIDN(idn, threads=threads, isa=isa)
+        if not isinstance(idn, FusedIDN):
+            raise TypeError(f"idn must be a FusedIDN or FaceSwapModels, got {type(idn).__name__}")
+        self.idn = idn
+        self.size = int(size)
+        self.threads = int(threads) if threads else idn.threads
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self._core = native.PipelineCore(idn.native_engine(self.size), isa)
+
+    @property
+    def isa(self) -> str:
+        """The warp/blend kernel set in use ("avx2" or "portable")."""
+        return self._core.isa
+
+    def set_identity(self, weights: IdentityWeights) -> None:
+        """New source identity (the shared FusedIDN's ``set_identity``: O(C) data per layer)."""
+        self.idn.set_identity(weights)
+
+    def swap(self, frame: np.ndarray, landmarks: np.ndarray | None = None, matrices: np.ndarray | None = None,
+             out: np.ndarray | None = None) -> np.ndarray:
+        """Swap the faces of ``frame`` (H x W x 3 BGR uint8, C-contiguous).
+
+        ``landmarks``: F x 5 x 2 (ArcFace order), or ``matrices``: F x 2 x 3 frame -> crop
+        (:func:`mfs_fast.face.align.alignment_matrix`; given, they are used as they are).
+        ``out=None`` writes into ``frame`` (it must be writable); otherwise ``out`` (same shape,
+        uint8, C-contiguous, not overlapping the frame) receives the frame with the faces
+        swapped and ``frame`` is only read. Returns the array written. Bad arrays raise
+        ``ValueError`` naming the argument.
+        """
+        return self._core.swap(frame, landmarks, matrices, out, self.threads)
+
+    def seconds(self) -> dict[str, float]:
+        """Seconds per stage of the last swap: copy, warp, idn, mask, paste."""
+        return self._core.seconds()
