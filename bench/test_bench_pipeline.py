@@ -69,3 +69,34 @@ def test_set_source(benchmark, swapper, frame_720p):
     """Identity change: detection + identity net + IIN, no rebuild."""
     benchmark.group = "identity change"
     benchmark.pedantic(swapper.set_source, args=(frame_720p,), rounds=5, iterations=1)
+
+
+@pytest.fixture(scope="module")
+def frame_720p_six_faces():
+    """Six astronauts (3 x 2 grid of 424 x 360 tiles) in a 1280x720 frame."""
+    face = cv2.resize(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR), (340, 340))
+    frame = np.full((720, 1280, 3), 40, np.uint8)
+    for row in range(2):
+        for col in range(3):
+            y, x = 10 + 360 * row, 40 + 424 * col
+            frame[y:y + 340, x:x + 340] = face
+    return frame
+
+
+@pytest.mark.parametrize("path", ["python", "core"])
+@pytest.mark.parametrize("count", [1, 6], ids=lambda n: f"{n}face")
+def test_after_detection_python_vs_core(benchmark, frame_720p, frame_720p_six_faces, threads, count, path):
+    """Everything after detection for one 720p frame (align, IDN, paste into a new frame), on the
+    fused backend: the Python path (cv2 warp, NumPy/OpenCV paste) vs the C++ pipeline core."""
+    from mfs_fast.fused import FusedIDN
+
+    frame = frame_720p if count == 1 else frame_720p_six_faces
+    models = FaceSwapModels.random(seed=0)
+    detector = create_detector("blazeface")
+    faces = detector.detect(frame)
+    assert len(faces) == count, f"expected {count} faces, found {len(faces)}"
+    cv2.setNumThreads(threads)
+    swapper = Swapper(frame, models, backend=FusedIDN(models, threads=threads), detector=detector,
+                      core=path == "core")
+    benchmark.group = f"720p after detection, {count} face(s), {threads} thread(s)"
+    benchmark(swapper._swap_faces, [frame], [faces], [None])

@@ -139,7 +139,7 @@ def _cmd_tune(args: argparse.Namespace) -> None:
     from .backends.tvm_tuning import tune
     from .models import FaceSwapModels
 
-    target = host_target() if args.target == "host" else json.loads(args.target)
+    target = host_target(prefer_tuned=False) if args.target == "host" else json.loads(args.target)
     backend = TVMBackend(FaceSwapModels.random(), threads=args.threads, target=target)
     folder = tune(backend.import_module((1, 3, args.size, args.size)), target, args.trials, args.per_task,
                   retune=args.retune, rpc=args.rpc)

@@ -165,3 +165,24 @@ def test_committed_tuning_log_is_part_of_the_build(official_models, tmp_path, mo
     tuned = backend._library_path((1, 3, 224, 224))
     monkeypatch.setattr(tvm_backend, "log_hash", lambda target: None)
     assert backend._library_path((1, 3, 224, 224)) != tuned
+
+
+def test_host_target_prefers_a_level_with_a_committed_log():
+    """An AVX-512 CPU also runs the committed x86-64-v3 schedules: they are taken over untuned
+    v4 code; tuning (prefer_tuned=False) targets the CPU's own highest level."""
+    from mfs_fast.backends.tvm_backend import host_target
+    from mfs_fast.backends.tvm_tuning import TUNING_LOGS, log_hash
+
+    flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split()
+    if not {"avx2", "fma"} <= set(flags):
+        pytest.skip("not an x86-64 CPU with AVX2 and FMA")
+    highest = host_target(prefer_tuned=False)
+    assert highest["mcpu"] == ("x86-64-v4" if "avx512f" in flags else "x86-64-v3")
+    chosen = host_target()
+    v3 = dict(highest, mcpu="x86-64-v3")
+    if log_hash(highest) is not None:
+        assert chosen == highest
+    elif log_hash(v3) is not None:
+        assert chosen == v3, f"{TUNING_LOGS} has a v3 log for {v3['num-cores']} cores"
+    else:
+        assert chosen == highest

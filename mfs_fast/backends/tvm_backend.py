@@ -36,15 +36,18 @@ def _probe() -> str | None:
     return None
 
 
-def host_target() -> dict:
+def host_target(prefer_tuned: bool = True) -> dict:
     """LLVM target for this CPU from its instruction-set flags (x86-64 levels; generic elsewhere).
 
     ``num-cores`` is the machine's, so one tuning log serves every thread count
-    (TVM_NUM_THREADS sets how many run).
+    (TVM_NUM_THREADS sets how many run). With ``prefer_tuned`` the highest level this CPU
+    runs *that has a committed tuning log* wins (an AVX-512 CPU runs the x86-64-v3 schedules
+    far faster than untuned v4 code); without one, or for tuning, the highest level.
     """
     machine = os.uname().machine
+    cores = os.cpu_count()
     if machine in ("aarch64", "arm64"):
-        return {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"], "num-cores": os.cpu_count()}
+        return {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"], "num-cores": cores}
     flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -53,8 +56,14 @@ def host_target() -> dict:
                 break
     except OSError:
         pass
-    level = "x86-64-v4" if "avx512f" in flags else "x86-64-v3" if {"avx2", "fma"} <= flags else "x86-64"
-    return {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": level, "num-cores": os.cpu_count()}
+    levels = (["x86-64-v4"] if "avx512f" in flags else []) + (["x86-64-v3"] if {"avx2", "fma"} <= flags else [])
+    candidates = [{"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": level, "num-cores": cores}
+                  for level in levels + ["x86-64"]]
+    if prefer_tuned:
+        for target in candidates:
+            if log_hash(target) is not None:
+                return target
+    return candidates[0]
 
 
 def _graph_code_hash() -> str:
