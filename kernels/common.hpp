@@ -183,7 +183,9 @@ struct KernelTable {
 const KernelTable* kernels_scalar();
 const KernelTable* kernels_avx2();  // null when not compiled in
 const KernelTable* kernels_neon();  // null when not compiled in
+const KernelTable* kernels_avx512();  // null when not compiled in
 bool cpu_has_avx2_fma();
+bool cpu_has_avx512();
 // "auto" (the best this CPU runs; MFS_FAST_ISA overrides), "avx2", "neon", "scalar".
 // Throws std::invalid_argument for unknown or unsupported names.
 const KernelTable* select_kernels(const std::string& isa);

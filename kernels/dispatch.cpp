@@ -18,8 +18,22 @@ bool cpu_has_avx2_fma() {
 #endif
 }
 
+bool cpu_has_avx512() {
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+    static const bool ok = [] {
+        __builtin_cpu_init();
+        return cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512dq");
+    }();
+    return ok;
+#else
+    return false;
+#endif
+}
+
 std::vector<std::string> available_isas() {
     std::vector<std::string> names;
+    if (kernels_avx512() && cpu_has_avx512()) names.push_back("avx512");
     if (kernels_avx2() && cpu_has_avx2_fma()) names.push_back("avx2");
     if (kernels_neon()) names.push_back("neon");
     names.push_back("scalar");
@@ -39,11 +53,16 @@ const KernelTable* select_kernels(const std::string& isa_in) {
         if (!cpu_has_avx2_fma()) throw std::invalid_argument("isa 'avx2': this CPU lacks AVX2 or FMA");
         return kernels_avx2();
     }
+    if (isa == "avx512") {
+        if (!kernels_avx512()) throw std::invalid_argument("isa 'avx512': not built for this architecture");
+        if (!cpu_has_avx512()) throw std::invalid_argument("isa 'avx512': this CPU lacks AVX-512 F/VL/DQ");
+        return kernels_avx512();
+    }
     if (isa == "neon") {
         if (!kernels_neon()) throw std::invalid_argument("isa 'neon': not built for this architecture");
         return kernels_neon();
     }
-    throw std::invalid_argument("unknown isa '" + isa + "' (expected auto, avx2, neon or scalar)");
+    throw std::invalid_argument("unknown isa '" + isa + "' (expected auto, avx512, avx2, neon or scalar)");
 }
 
 }  // namespace mfs

@@ -310,11 +310,16 @@ inline void head_output_row(const HeadLayer& L, int y, const float* const* h2, c
             }
         const T mask = vsigmoid<V>(m);
         const T keep = V::sub(one, mask);
-        V::storeu(L.masks + row + x, mask);
+        const int n = W - x;  // the output planes are not padded: a last partial vector is masked
+        if (n >= V::W) V::storeu(L.masks + row + x, mask);
+        else V::store_partial(L.masks + row + x, mask, n);
         for (int o = 0; o < 3; ++o) {
             const T face = vsigmoid<V>(V::mul(two, f[o]));
-            const T img = V::loadu(L.image + o * plane + row + x);
-            V::storeu(L.faces + o * plane + row + x, V::add(V::mul(face, mask), V::mul(keep, img)));
+            const float* ip = L.image + o * plane + row + x;
+            const T img = n >= V::W ? V::loadu(ip) : V::load_partial(ip, n);
+            const T v = V::add(V::mul(face, mask), V::mul(keep, img));
+            if (n >= V::W) V::storeu(L.faces + o * plane + row + x, v);
+            else V::store_partial(L.faces + o * plane + row + x, v, n);
         }
     }
 }
@@ -356,10 +361,12 @@ void head_band(const HeadLayer& L, int ya, int yb, float* scratch) {
         for (int o = 0; o < 3; ++o) {
             float* r = h2row(o, y);
             r[0] = 0.0f;
-            r[W + 1] = 0.0f;
             out[o] = r + 1;
         }
         conv3x3_row<V, HEAD_Z, 3>(in, L.w2, L.b2, W, out, true);
+        // the conv writes whole vector pairs, past column W - 1 when W is not a multiple of
+        // 2 * V::W: the right border goes in after it
+        for (int o = 0; o < 3; ++o) out[o][W] = 0.0f;
     }
     auto h2ptr = [&](int o, int y) -> const float* { return y < 0 || y >= H ? zero : h2row(o, y); };
     // mask features, bordered copies of rows ya-1 .. yb

@@ -124,6 +124,38 @@ struct VecAVX2 {
 };
 #endif
 
+#if defined(MFS_ISA_AVX512)
+// AVX-512F (+VL/DQ): 16 lanes. Partial loads and stores by mask registers; the upsample
+// (an 8-lane permute per block) is AVX2's, compiled into the same translation unit.
+struct VecAVX512 {
+    static constexpr int W = 16;
+    using T = __m512;
+    static inline __mmask16 mask(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+    static inline T zero() { return _mm512_setzero_ps(); }
+    static inline T set1(float a) { return _mm512_set1_ps(a); }
+    static inline T loadu(const float* p) { return _mm512_loadu_ps(p); }
+    static inline void storeu(float* p, T a) { _mm512_storeu_ps(p, a); }
+    static inline T load_partial(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+    static inline void store_partial(float* p, T a, int n) { _mm512_mask_storeu_ps(p, mask(n), a); }
+    static inline T add(T a, T b) { return _mm512_add_ps(a, b); }
+    static inline T sub(T a, T b) { return _mm512_sub_ps(a, b); }
+    static inline T mul(T a, T b) { return _mm512_mul_ps(a, b); }
+    static inline T div(T a, T b) { return _mm512_div_ps(a, b); }
+    static inline T fmadd(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+    static inline T max(T a, T b) { return _mm512_max_ps(a, b); }
+    static inline T min(T a, T b) { return _mm512_min_ps(a, b); }
+    static inline T round(T a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+    static inline T pow2i(T n) {
+        const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+    }
+    static inline void upsample_rows(const float* __restrict src, std::size_t ss, int rows, const Interp& c,
+                                     float* __restrict dst, std::size_t ds) {
+        VecAVX2::upsample_rows(src, ss, rows, c, dst, ds);
+    }
+};
+#endif
+
 #if defined(MFS_ISA_NEON)
 struct VecNEON {
     static constexpr int W = 4;
