@@ -1,5 +1,7 @@
 """Per-stage cost of swapping one face in a 1280x720 frame (pytest-benchmark)."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -73,14 +75,11 @@ def test_set_source(benchmark, swapper, frame_720p):
 
 @pytest.fixture(scope="module")
 def frame_720p_six_faces():
-    """Six astronauts (3 x 2 grid of 424 x 360 tiles) in a 1280x720 frame."""
-    face = cv2.resize(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR), (340, 340))
-    frame = np.full((720, 1280, 3), 40, np.uint8)
-    for row in range(2):
-        for col in range(3):
-            y, x = 10 + 360 * row, 40 + 424 * col
-            frame[y:y + 340, x:x + 340] = face
-    return frame
+    """The six-person group photo of the shared assets, resized to 1280x720."""
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "images" / "group_6faces.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} not found (shared test assets are only in the full checkout)")
+    return cv2.resize(cv2.imread(str(path)), (1280, 720), interpolation=cv2.INTER_AREA)
 
 
 @pytest.mark.parametrize("path", ["python", "core"])
