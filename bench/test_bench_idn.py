@@ -48,3 +48,23 @@ def test_identity_update_native(benchmark, idn_case):
     outs = [(b.copy(), s.copy(), b[:, 0].copy()) for b, s in zip(bases, styles)]
     benchmark.group = "identity update (9 pointwise layers)"
     benchmark(lambda: [core.modulate_demodulate_into(b, s, *o) for b, s, o in zip(bases, styles, outs)])
+
+
+@pytest.mark.skipif(not native.AVAILABLE, reason="C++ extension not built")
+@pytest.mark.parametrize("form", ["factored", "modulated"])
+@pytest.mark.parametrize("step", ["run", "set_identity"])
+def test_fused_pointwise_forms(benchmark, idn_case, threads, form, step):
+    """The fused IDN's two pointwise forms: W packed once + s, d per identity (factored) vs a
+    W~ packed per identity (modulated): per-frame latency and identity-switch cost."""
+    from mfs_fast.fused import FusedIDN
+
+    models, weights, _ = idn_case
+    fused = FusedIDN(models, threads=threads, pointwise=form)
+    fused.set_identity(weights)
+    images = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+    fused.run(images)
+    benchmark.group = f"fused pointwise forms: {step}, {threads} thread(s)"
+    if step == "run":
+        benchmark(fused.run, images)
+    else:
+        benchmark(fused.set_identity, weights)

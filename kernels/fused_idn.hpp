@@ -51,6 +51,8 @@ public:
                    const KernelTable* kernels);
 
     // layers: encoder 0..4 then decoder 0..3.
+    // The packed base kernel of a layer (factored form): identity changes must leave it alone.
+    const std::vector<float>& base_packed(int layer) const { return base_packed_[layer]; }
     void set_identity_factored(const std::array<IdentityLayer, 9>& layers);
     void set_identity_modulated(const std::array<IdentityLayer, 9>& layers);
     // Replace one base kernel (an identity made by a different IIN); packs it.

@@ -11,9 +11,11 @@
 #include "fused_idn.hpp"
 #include "modulation.hpp"
 #include "pipeline.hpp"
+#include "py_arrays.hpp"
 #include "thread_pool.hpp"
 
 namespace py = pybind11;
+using namespace mfs_py;
 using FloatArray = py::array_t<float, py::array::c_style>;
 
 namespace {
@@ -63,60 +65,7 @@ py::tuple modulate_demodulate(const py::array& base, const py::array& style, flo
 }
 
 // ---------------------------------------------------------------------------------------------
-// Array checks for the fused kernels: every message names the argument and what was expected.
-
-std::string shape_str(const py::array& a) {
-    std::ostringstream s;
-    s << "(";
-    for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
-    s << (a.ndim() == 1 ? ",)" : ")");
-    return s.str();
-}
-
-std::string dims_str(const std::vector<py::ssize_t>& dims) {
-    std::ostringstream s;
-    s << "(";
-    for (std::size_t i = 0; i < dims.size(); ++i) s << (i ? ", " : "") << dims[i];
-    s << (dims.size() == 1 ? ",)" : ")");
-    return s.str();
-}
-
-// A float32, C-contiguous NumPy array (never converted or copied).
-py::array float_array(const py::handle& obj, const std::string& name, bool writable = false) {
-    if (!py::isinstance<py::array>(obj))
-        throw std::invalid_argument(name + " must be a numpy float32 array, got " +
-                                    std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
-    py::array a = py::reinterpret_borrow<py::array>(obj);
-    if (!py::isinstance<py::array_t<float>>(a))
-        throw std::invalid_argument(name + " must be float32, got " + std::string(py::str(a.dtype())));
-    if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(name + " must be C-contiguous");
-    if (writable && !a.writeable()) throw std::invalid_argument(name + " must be writable");
-    return a;
-}
-
-// Shape check with alternatives, e.g. {{C, 1, 3, 3}, {C, 3, 3}}.
-void expect_shape(const py::array& a, const std::string& name, const std::vector<std::vector<py::ssize_t>>& options) {
-    for (const auto& dims : options) {
-        if (a.ndim() != static_cast<py::ssize_t>(dims.size())) continue;
-        bool ok = true;
-        for (std::size_t i = 0; i < dims.size(); ++i) ok = ok && a.shape(i) == dims[i];
-        if (ok) return;
-    }
-    std::string expected;
-    for (std::size_t i = 0; i < options.size(); ++i) expected += (i ? " or " : "") + dims_str(options[i]);
-    throw std::invalid_argument(name + " must have shape " + expected + ", got " + shape_str(a));
-}
-
-py::array nchw(const py::handle& obj, const std::string& name, bool writable = false) {
-    py::array a = float_array(obj, name, writable);
-    if (a.ndim() != 4)
-        throw std::invalid_argument(name + " must be an N x C x H x W array (4 dimensions), got shape " + shape_str(a));
-    if (a.shape(0) < 1) throw std::invalid_argument(name + " must hold at least one image");
-    return a;
-}
-
-const float* fptr(const py::array& a) { return static_cast<const float*>(a.data()); }
-float* mptr(py::array& a) { return static_cast<float*>(a.mutable_data()); }
+// Array checks for the fused kernels (the shared ones: py_arrays.hpp).
 
 // Optional per-channel vector (None or float32 (n,)).
 const float* optional_vector(const py::object& obj, const std::string& name, py::ssize_t n, py::array& keep) {
@@ -131,11 +80,6 @@ int check_threads(int threads) {
     return threads;
 }
 
-bool overlaps(const py::array& a, const py::array& b) {
-    const char* a0 = static_cast<const char*>(a.data());
-    const char* b0 = static_cast<const char*>(b.data());
-    return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
-}
 
 // Per-thread scratch arenas for the block functions.
 struct Arenas {
@@ -428,6 +372,16 @@ public:
         }
         py::gil_scoped_release release;
         engine_->set_identity_modulated(layers);
+    }
+
+    // (address, copy) of a layer's packed base kernel: lets tests prove that identity changes
+    // never repack (or move) W.
+    py::tuple packed_base(int layer) const {
+        if (layer < 0 || layer >= 9) throw std::invalid_argument("layer must be in [0, 9), got " + std::to_string(layer));
+        const std::vector<float>& w = engine_->base_packed(layer);
+        FloatArray copy({py::ssize_t(w.size())});
+        std::copy(w.begin(), w.end(), copy.mutable_data());
+        return py::make_tuple(reinterpret_cast<std::uintptr_t>(w.data()), copy);
     }
 
     void set_base(int layer, const py::object& w_obj) {
@@ -740,6 +694,8 @@ PYBIND11_MODULE(_native, m) {
              "Per-identity depthwise kernels and modulation vectors s, d of the 9 layers (O(C) each; W is not repacked)")
         .def("set_identity_modulated", &PyFusedIDN::set_identity_modulated, py::arg("depthwise"), py::arg("pointwise"),
              "Per-identity depthwise kernels and fused pointwise kernels W~ of the 9 layers (W~ is packed here)")
+        .def("packed_base", &PyFusedIDN::packed_base, py::arg("layer"),
+             "(address, copy) of a layer's packed base pointwise kernel (empty in the modulated form)")
         .def("set_base", &PyFusedIDN::set_base, py::arg("layer"), py::arg("weight"),
              "Replace and repack one base pointwise kernel (layers: encoder 0-4, decoder 0-3)")
         .def("run", &PyFusedIDN::run, py::arg("images"), py::arg("faces"), py::arg("masks"), py::arg("threads") = 1,

@@ -488,3 +488,34 @@ def test_wrapper_follows_the_backend_contract(idn_setup):
     faces, masks = fused.run(images.astype(np.float64))  # like every backend: converted to float32
     assert faces.shape == (1, 3, 224, 224) and masks.shape == (1, 1, 224, 224)
     assert_close(faces, result, "faces from a float64 batch")
+
+
+def test_set_identity_touches_only_per_identity_buffers(idn_setup):
+    """Factored form: switching identity leaves every packed base W where it was and as it was
+    (never repacked, never moved), and hands the engine O(C) floats per layer, not O(C^2)."""
+    from mfs_fast.fused import FusedIDN
+
+    models, (a, b), references = idn_setup
+    images = references[224, 1][0]
+    fused = FusedIDN(models, threads=2, pointwise="factored")
+    fused.set_identity(a)
+    fused.run(images)
+    engine = fused.native_engine(224)
+    before = [engine.packed_base(layer) for layer in range(9)]
+    assert all(copy.size > 0 for _, copy in before)
+    for identity in (b, a, b):
+        fused.set_identity(identity)
+        fused.run(images)
+        after = [engine.packed_base(layer) for layer in range(9)]
+        for layer, ((addr0, w0), (addr1, w1)) in enumerate(zip(before, after)):
+            assert addr0 == addr1, f"layer {layer}: packed W moved"
+            assert np.array_equal(w0, w1), f"layer {layer}: packed W rewritten"
+    depthwise, scale, demod = fused._identity
+    pointwise = [*b.encoder_pointwise, *b.decoder_pointwise]
+    for layer in range(9):
+        c_out, c_in = pointwise[layer].shape[:2]
+        handed = depthwise[layer].size + scale[layer].size + demod[layer].size
+        assert scale[layer].shape == (c_in,) and demod[layer].shape == (c_out,)
+        assert handed <= 17 * c_in + c_out  # the 4x4 / 3x3 depthwise kernel, s and d
+    total = sum(d.size + s.size + m.size for d, s, m in zip(depthwise, scale, demod))
+    assert total < 0.1 * sum(t.numel() for t in pointwise)  # vs the W~ the modulated form sends

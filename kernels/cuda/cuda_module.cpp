@@ -13,7 +13,10 @@
 
 #include "cuda_idn.hpp"
 
+#include "../py_arrays.hpp"
+
 namespace py = pybind11;
+using namespace mfs_py;
 namespace mc = mfs::cuda;
 
 namespace {
@@ -74,57 +77,6 @@ int version(cudaError_t (*get)(int*)) {
 }
 
 // ------------------------------------------------------------------------------------ arrays
-std::string shape_str(const py::array& a) {
-    std::ostringstream s;
-    s << "(";
-    for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
-    s << (a.ndim() == 1 ? ",)" : ")");
-    return s.str();
-}
-
-std::string dims_str(const std::vector<py::ssize_t>& dims) {
-    std::ostringstream s;
-    s << "(";
-    for (std::size_t i = 0; i < dims.size(); ++i) s << (i ? ", " : "") << dims[i];
-    s << (dims.size() == 1 ? ",)" : ")");
-    return s.str();
-}
-
-// A float32, C-contiguous NumPy array (never converted or copied).
-py::array float_array(const py::handle& obj, const std::string& name, bool writable = false) {
-    if (!py::isinstance<py::array>(obj))
-        throw std::invalid_argument(name + " must be a numpy float32 array, got " +
-                                    std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
-    py::array a = py::reinterpret_borrow<py::array>(obj);
-    if (!py::isinstance<py::array_t<float>>(a))
-        throw std::invalid_argument(name + " must be float32, got " + std::string(py::str(a.dtype())));
-    if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(name + " must be C-contiguous");
-    if (writable && !a.writeable()) throw std::invalid_argument(name + " must be writable");
-    return a;
-}
-
-void expect_shape(const py::array& a, const std::string& name, const std::vector<std::vector<py::ssize_t>>& options) {
-    for (const auto& dims : options) {
-        if (a.ndim() != static_cast<py::ssize_t>(dims.size())) continue;
-        bool ok = true;
-        for (std::size_t i = 0; i < dims.size(); ++i) ok = ok && a.shape(i) == dims[i];
-        if (ok) return;
-    }
-    std::string expected;
-    for (std::size_t i = 0; i < options.size(); ++i) expected += (i ? " or " : "") + dims_str(options[i]);
-    throw std::invalid_argument(name + " must have shape " + expected + ", got " + shape_str(a));
-}
-
-py::array nchw(const py::handle& obj, const std::string& name, bool writable = false) {
-    py::array a = float_array(obj, name, writable);
-    if (a.ndim() != 4)
-        throw std::invalid_argument(name + " must be an N x C x H x W array (4 dimensions), got shape " + shape_str(a));
-    if (a.shape(0) < 1) throw std::invalid_argument(name + " must hold at least one image");
-    return a;
-}
-
-const float* fptr(const py::array& a) { return static_cast<const float*>(a.data()); }
-float* mptr(py::array& a) { return static_cast<float*>(a.mutable_data()); }
 
 // Optional per-channel vector (None or float32 (n,)), copied.
 std::vector<float> optional_vector(const py::object& obj, const std::string& name, py::ssize_t n) {
@@ -141,11 +93,6 @@ std::vector<float> weight_vector(const py::handle& obj, const std::string& name,
     return std::vector<float>(fptr(a), fptr(a) + a.size());
 }
 
-bool overlaps(const py::array& a, const py::array& b) {
-    const char* a0 = static_cast<const char*>(a.data());
-    const char* b0 = static_cast<const char*>(b.data());
-    return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
-}
 
 // A device copy of host data (empty vector: null buffer).
 struct Dev {

@@ -27,7 +27,7 @@ from types import ModuleType
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SOURCES = ("blocks.cu", "cuda_idn.cpp", "cuda_module.cpp")
-HEADERS = ("blocks.cuh", "cuda_compat.hpp", "cuda_emu.hpp", "cuda_idn.hpp")
+HEADERS = ("blocks.cuh", "cuda_compat.hpp", "cuda_emu.hpp", "cuda_idn.hpp", "../py_arrays.hpp")
 FLAGS = ("-std=c++17", "-O3", "-fPIC", "-DMFS_CUDA_EMULATE", "-Wall", "-Wextra", "-Wno-unknown-pragmas")
 MODULE = "_cuda_emu"
 
