@@ -1,4 +1,4 @@
-"""The regression gate's decision rule (bench/gate.py): FPS may fall at most 15 %."""
+"""The regression gate (bench/gate.py): FPS may fall at most 15 %, against a per-machine baseline."""
 
 import sys
 from pathlib import Path
@@ -13,3 +13,18 @@ def test_gate_rule():
     failures = regressions(baseline, {"torch": 12.0, "onnxruntime": 10.0})  # torch at 83 %
     assert len(failures) == 1 and failures[0].startswith("torch: FPS at 83%")
     assert regressions(baseline, {"tvm": 99.0}) == []  # no baseline yet for a new backend
+
+
+def test_baselines_are_per_machine_tag():
+    """One committed baseline per kind of machine: the calibration ratio does not carry over
+    between CPU kinds (an AVX-512 Xeon read 65-84 % of the AVX2 EPYC's baseline on unchanged code)."""
+    from gate import load_baselines, machine_tag
+
+    tag = machine_tag()
+    arch, isa, cores = tag.rsplit("-", 2)
+    assert arch and isa and cores.endswith("c") and int(cores[:-1]) >= 1
+    machines = load_baselines()
+    assert "x86_64-avx2-2c" in machines
+    for name, entry in machines.items():
+        assert {"torch", "fused"} <= set(entry["relative_latency"]), name
+        assert all(value > 0 for value in entry["relative_latency"].values()), name
