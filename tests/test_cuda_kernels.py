@@ -441,3 +441,33 @@ def test_not_mistaken_for_the_cpu_engine(impl, idn_setup):
 
     idn = CudaFusedIDN(idn_setup[0], module=impl)
     assert not isinstance(idn, FusedIDN) and not hasattr(idn, "native_engine")
+
+
+def test_registered_as_the_fused_cuda_backend(seed):
+    """``create_backend("fused-cuda")`` / ``Swapper(backend="fused-cuda")`` reach these kernels;
+    without a GPU the registry says why, with the module's own reason, and never falls back
+    silently under ``strict``."""
+    import torch
+
+    from mfs_fast import cuda_fused
+    from mfs_fast.backends import BackendUnavailable, backend_report, create_backend
+    from mfs_fast.models import FaceSwapModels
+
+    report = {name: (usable, reason) for name, usable, reason in backend_report()}
+    assert "fused-cuda" in report
+    usable, reason = report["fused-cuda"]
+    models = FaceSwapModels.random(seed=seed % 2**31)
+    if not usable:
+        assert reason == cuda_fused.unavailable_reason()
+        with pytest.raises(BackendUnavailable, match="fused-cuda"):
+            create_backend("fused-cuda", models, strict=True)
+        return
+    backend = create_backend("fused-cuda", models, strict=True)
+    identity = models.identity_weights(torch.rand(1, 3, 112, 112))
+    backend.set_identity(identity)
+    images = np.random.default_rng(seed).random((2, 3, 224, 224), dtype=np.float32)
+    faces, masks = backend.run(images)
+    with torch.no_grad():
+        result, mask = models.idn(torch.from_numpy(images), identity)
+    assert float(np.abs(faces - result.numpy()).max()) <= 1e-4
+    assert float(np.abs(masks - mask.numpy()).max()) <= 1e-4

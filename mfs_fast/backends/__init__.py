@@ -2,6 +2,7 @@
 
 from . import (  # noqa: F401  (importing registers the backends)
     fused_backend,
+    fused_cuda_backend,
     onnxruntime_backend,
     tensorrt_backend,
     torch_backend,

@@ -20,7 +20,7 @@ from ..models import FaceSwapModels, IdentityWeights
 log = logging.getLogger("mfs_fast.backends")
 
 # Order in which backends are listed (and tried, when a caller passes this list).
-DEFAULT_PREFERENCE = ("tensorrt", "tvm-cuda", "fused", "tvm-fused", "tvm", "onnxruntime", "torch")
+DEFAULT_PREFERENCE = ("tensorrt", "fused-cuda", "tvm-cuda", "fused", "tvm-fused", "tvm", "onnxruntime", "torch")
 # What Swapper and the CLI use when no backend is named: the fastest measured on this project's
 # reference CPU (bench/RESULTS.md: the fused C++ kernels, about 2x PyTorch channels_last), and
 # PyTorch where the C++ core is not built (the fallback is logged once, with the reason).
