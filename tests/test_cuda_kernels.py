@@ -36,6 +36,7 @@ from test_fused_kernels import (  # noqa: F401  (idn_setup: the CPU tests' modul
     ENCODER_CASES,
     UPSAMPLE_CASES,
     assert_close,
+    check_identity_switch_a_b_a,
     conditioned_models,
     idn_setup,
     pointwise_args,
@@ -335,21 +336,7 @@ def test_graphs_and_plain_launches_agree(impl, idn_setup, engines):
 
 
 def test_identity_switch_a_b_a(impl, idn_setup, engines):
-    models, (a, b), references = idn_setup
-    images, result_a, _ = references[224, 3]
-    idn = cuda_idn(engines, impl, models)
-    idn.set_identity(a)
-    first = idn.run(images)
-    idn.set_identity(b)
-    other = idn.run(images)
-    with torch.no_grad():
-        result_b, _ = models.idn(torch.from_numpy(images), b)
-    assert_close(other[0], result_b.numpy(), "identity B")
-    assert float(np.abs(other[0] - first[0]).max()) > 0.05  # B really is another identity
-    idn.set_identity(a)
-    again = idn.run(images)
-    assert np.array_equal(again[0], first[0]) and np.array_equal(again[1], first[1])
-    assert_close(again[0], result_a, "identity A again")
+    check_identity_switch_a_b_a(cuda_idn(engines, impl, idn_setup[0]), idn_setup)
 
 
 def test_identity_from_another_iin_re_uploads_its_base(impl, idn_setup, engines, seed):
