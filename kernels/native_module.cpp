@@ -235,12 +235,6 @@ py::array pointwise(const py::object& x_obj, const py::object& w_obj, const py::
 }
 
 // Copy a fixed weight into a vector after checking its shape.
-std::vector<float> weight_vector(const py::handle& obj, const std::string& name,
-                                 const std::vector<std::vector<py::ssize_t>>& shapes) {
-    py::array a = float_array(obj, name);
-    expect_shape(a, name, shapes);
-    return std::vector<float>(fptr(a), fptr(a) + a.size());
-}
 
 py::tuple output_head(const py::object& x_obj, const py::object& m5_obj, const py::object& image_obj,
                       const py::dict& weights, int threads, const std::string& isa) {
@@ -309,26 +303,7 @@ public:
                                         std::to_string(height) + "x" + std::to_string(width));
         const mfs::KernelTable* k = mfs::select_kernels(isa);
         mfs::HeadWeights hw;
-        auto get = [&](const std::string& key, const std::vector<std::vector<py::ssize_t>>& shapes) {
-            if (!heads.contains(key.c_str())) throw std::invalid_argument("heads: missing '" + key + "'");
-            return weight_vector(heads[key.c_str()], "heads['" + key + "']", shapes);
-        };
-        for (int i = 0; i < mfs::IDN_MASK; ++i) {
-            const py::ssize_t C = mfs::MASK_CH[i], M = mfs::MASK_CH[i + 1];
-            const std::string p = "mask." + std::to_string(i) + ".";
-            hw.mask_dw[i] = get(p + "depthwise", {{C, 1, 3, 3}, {C, 3, 3}});
-            hw.mask_dw_bias[i] = get(p + "depthwise_bias", {{C}});
-            hw.mask_pw[i] = get(p + "pointwise", {{M, C}, {M, C, 1, 1}});
-            hw.mask_pw_bias[i] = get(p + "pointwise_bias", {{M}});
-        }
-        hw.mask_out_w = get("mask.out.weight", {{1, 2, 3, 3}});
-        hw.mask_out_b = get("mask.out.bias", {{1}});
-        hw.final_w1 = get("final.0.weight", {{8, 32}, {8, 32, 1, 1}});
-        hw.final_b1 = get("final.0.bias", {{8}});
-        hw.final_w2 = get("final.1.weight", {{3, 8, 3, 3}});
-        hw.final_b2 = get("final.1.bias", {{3}});
-        hw.final_w3 = get("final.2.weight", {{3, 3, 3, 3}});
-        hw.final_b3 = get("final.2.bias", {{3}});
+        read_head_weights(heads, mfs::MASK_CH, mfs::IDN_MASK, hw);
         std::vector<py::array> keep;
         std::vector<const float*> base_ptrs;
         if (!bases.is_none()) {

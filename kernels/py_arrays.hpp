@@ -73,4 +73,38 @@ inline bool overlaps(const py::array& a, const py::array& b) {
     return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
 }
 
+// A float32 weight array of one of the given shapes, copied into a vector.
+inline std::vector<float> weight_vector(const py::handle& obj, const std::string& name,
+                                        const std::vector<std::vector<py::ssize_t>>& shapes) {
+    py::array a = float_array(obj, name);
+    expect_shape(a, name, shapes);
+    return std::vector<float>(fptr(a), fptr(a) + a.size());
+}
+
+// The IDN's fixed head weights (fusion-mask branch, output head) from the dict Python's
+// fused.head_weights() makes, into either engine's HeadWeights (same fields on CPU and CUDA).
+template <class HeadWeights, class MaskChannels>
+inline void read_head_weights(const py::dict& heads, const MaskChannels& mask_ch, int mask_layers, HeadWeights& hw) {
+    auto get = [&](const std::string& key, const std::vector<std::vector<py::ssize_t>>& shapes) {
+        if (!heads.contains(key.c_str())) throw std::invalid_argument("heads: missing '" + key + "'");
+        return weight_vector(heads[key.c_str()], "heads['" + key + "']", shapes);
+    };
+    for (int i = 0; i < mask_layers; ++i) {
+        const py::ssize_t C = mask_ch[i], M = mask_ch[i + 1];
+        const std::string p = "mask." + std::to_string(i) + ".";
+        hw.mask_dw[i] = get(p + "depthwise", {{C, 1, 3, 3}, {C, 3, 3}});
+        hw.mask_dw_bias[i] = get(p + "depthwise_bias", {{C}});
+        hw.mask_pw[i] = get(p + "pointwise", {{M, C}, {M, C, 1, 1}});
+        hw.mask_pw_bias[i] = get(p + "pointwise_bias", {{M}});
+    }
+    hw.mask_out_w = get("mask.out.weight", {{1, 2, 3, 3}});
+    hw.mask_out_b = get("mask.out.bias", {{1}});
+    hw.final_w1 = get("final.0.weight", {{8, 32}, {8, 32, 1, 1}});
+    hw.final_b1 = get("final.0.bias", {{8}});
+    hw.final_w2 = get("final.1.weight", {{3, 8, 3, 3}});
+    hw.final_b2 = get("final.1.bias", {{3}});
+    hw.final_w3 = get("final.2.weight", {{3, 3, 3, 3}});
+    hw.final_b3 = get("final.2.bias", {{3}});
+}
+
 }  // namespace mfs_py

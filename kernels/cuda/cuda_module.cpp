@@ -86,12 +86,6 @@ std::vector<float> optional_vector(const py::object& obj, const std::string& nam
     return std::vector<float>(fptr(a), fptr(a) + n);
 }
 
-std::vector<float> weight_vector(const py::handle& obj, const std::string& name,
-                                 const std::vector<std::vector<py::ssize_t>>& shapes) {
-    py::array a = float_array(obj, name);
-    expect_shape(a, name, shapes);
-    return std::vector<float>(fptr(a), fptr(a) + a.size());
-}
 
 
 // A device copy of host data (empty vector: null buffer).
@@ -309,26 +303,7 @@ public:
             throw std::invalid_argument("IDN input sides must be positive multiples of 32 (5 stride-2 stages), got " +
                                         std::to_string(height) + "x" + std::to_string(width));
         mc::HeadWeights hw;
-        auto get = [&](const std::string& key, const std::vector<std::vector<py::ssize_t>>& shapes) {
-            if (!heads.contains(key.c_str())) throw std::invalid_argument("heads: missing '" + key + "'");
-            return weight_vector(heads[key.c_str()], "heads['" + key + "']", shapes);
-        };
-        for (int i = 0; i < mc::IDN_MASK; ++i) {
-            const py::ssize_t C = mc::MASK_CH[i], M = mc::MASK_CH[i + 1];
-            const std::string p = "mask." + std::to_string(i) + ".";
-            hw.mask_dw[i] = get(p + "depthwise", {{C, 1, 3, 3}, {C, 3, 3}});
-            hw.mask_dw_bias[i] = get(p + "depthwise_bias", {{C}});
-            hw.mask_pw[i] = get(p + "pointwise", {{M, C}, {M, C, 1, 1}});
-            hw.mask_pw_bias[i] = get(p + "pointwise_bias", {{M}});
-        }
-        hw.mask_out_w = get("mask.out.weight", {{1, 2, 3, 3}});
-        hw.mask_out_b = get("mask.out.bias", {{1}});
-        hw.final_w1 = get("final.0.weight", {{8, 32}, {8, 32, 1, 1}});
-        hw.final_b1 = get("final.0.bias", {{8}});
-        hw.final_w2 = get("final.1.weight", {{3, 8, 3, 3}});
-        hw.final_b2 = get("final.1.bias", {{3}});
-        hw.final_w3 = get("final.2.weight", {{3, 3, 3, 3}});
-        hw.final_b3 = get("final.2.bias", {{3}});
+        read_head_weights(heads, mc::MASK_CH, mc::IDN_MASK, hw);
         if (py::len(bases) != mc::IDN_LAYERS)
             throw std::invalid_argument("bases must hold 9 arrays (encoder 0-4, decoder 0-3), got " +
                                         std::to_string(py::len(bases)));
