@@ -324,9 +324,9 @@ public:
             throw std::invalid_argument("the factored pointwise form needs the base kernels: construct with bases=[...]");
         std::vector<py::array> keep;
         std::array<mfs::IdentityLayer, 9> layers{};
-        check_len(depthwise, "depthwise");
-        check_len(scale, "scale");
-        check_len(demod, "demod");
+        check_layer_count(depthwise, "depthwise");
+        check_layer_count(scale, "scale");
+        check_layer_count(demod, "demod");
         for (int l = 0; l < 9; ++l) {
             layers[l].depthwise = identity_array(depthwise[l], "depthwise", l, depthwise_shapes(l), keep);
             layers[l].scale = identity_array(scale[l], "scale", l, {{in(l)}}, keep);
@@ -339,8 +339,8 @@ public:
     void set_identity_modulated(const py::sequence& depthwise, const py::sequence& pointwise) {
         std::vector<py::array> keep;
         std::array<mfs::IdentityLayer, 9> layers{};
-        check_len(depthwise, "depthwise");
-        check_len(pointwise, "pointwise");
+        check_layer_count(depthwise, "depthwise");
+        check_layer_count(pointwise, "pointwise");
         for (int l = 0; l < 9; ++l) {
             layers[l].depthwise = identity_array(depthwise[l], "depthwise", l, depthwise_shapes(l), keep);
             layers[l].pointwise = identity_array(pointwise[l], "pointwise", l, pointwise_shapes(l), keep);
@@ -412,21 +412,6 @@ private:
         return {{in(l), 1, k, k}, {in(l), k, k}};
     }
     static std::vector<std::vector<py::ssize_t>> pointwise_shapes(int l) { return {{out(l), in(l)}, {out(l), in(l), 1, 1}}; }
-    static std::string layer_name(int l) {
-        return l < mfs::IDN_ENC ? "encoder " + std::to_string(l) : "decoder " + std::to_string(l - mfs::IDN_ENC);
-    }
-    static void check_len(const py::sequence& seq, const char* name) {
-        if (py::len(seq) != 9)
-            throw std::invalid_argument(std::string(name) + " must hold 9 arrays (encoder 0-4, decoder 0-3), got " +
-                                        std::to_string(py::len(seq)));
-    }
-    static const float* identity_array(const py::handle& obj, const char* what, int l,
-                                       const std::vector<std::vector<py::ssize_t>>& shapes, std::vector<py::array>& keep) {
-        const std::string name = std::string(what) + "[" + std::to_string(l) + "] (" + layer_name(l) + ")";
-        keep.push_back(float_array(obj, name));
-        expect_shape(keep.back(), name, shapes);
-        return fptr(keep.back());
-    }
 
     std::unique_ptr<mfs::FusedIDNEngine> engine_;
 };

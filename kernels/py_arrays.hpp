@@ -107,4 +107,25 @@ inline void read_head_weights(const py::dict& heads, const MaskChannels& mask_ch
     hw.final_b3 = get("final.2.bias", {{3}});
 }
 
+// ----- the 9 identity-dependent layers of the IDN (encoder 0-4, decoder 0-3), both engines
+
+inline std::string identity_layer_name(int l) {
+    return l < 5 ? "encoder " + std::to_string(l) : "decoder " + std::to_string(l - 5);
+}
+
+inline void check_layer_count(const py::sequence& seq, const char* name) {
+    if (py::len(seq) != 9)
+        throw std::invalid_argument(std::string(name) + " must hold 9 arrays (encoder 0-4, decoder 0-3), got " +
+                                    std::to_string(py::len(seq)));
+}
+
+// Layer l's array of a per-identity list, checked against its shapes; kept alive in `keep`.
+inline const float* identity_array(const py::handle& obj, const char* what, int l,
+                                   const std::vector<std::vector<py::ssize_t>>& shapes, std::vector<py::array>& keep) {
+    const std::string name = std::string(what) + "[" + std::to_string(l) + "] (" + identity_layer_name(l) + ")";
+    keep.push_back(float_array(obj, name));
+    expect_shape(keep.back(), name, shapes);
+    return fptr(keep.back());
+}
+
 }  // namespace mfs_py

@@ -321,9 +321,9 @@ public:
     }
 
     void set_identity_factored(const py::sequence& depthwise, const py::sequence& scale, const py::sequence& demod) {
-        check_len(depthwise, "depthwise");
-        check_len(scale, "scale");
-        check_len(demod, "demod");
+        check_layer_count(depthwise, "depthwise");
+        check_layer_count(scale, "scale");
+        check_layer_count(demod, "demod");
         std::vector<py::array> keep;
         std::array<const float*, mc::IDN_LAYERS> dw{}, s{}, d{};
         for (int l = 0; l < mc::IDN_LAYERS; ++l) {
@@ -415,21 +415,6 @@ private:
     static py::ssize_t in(int l) { return mc::layer_in(l); }
     static py::ssize_t out(int l) { return mc::layer_out(l); }
     static std::vector<std::vector<py::ssize_t>> pointwise_shapes(int l) { return {{out(l), in(l)}, {out(l), in(l), 1, 1}}; }
-    static std::string layer_name(int l) {
-        return l < mc::IDN_ENC ? "encoder " + std::to_string(l) : "decoder " + std::to_string(l - mc::IDN_ENC);
-    }
-    static void check_len(const py::sequence& seq, const char* name) {
-        if (py::len(seq) != mc::IDN_LAYERS)
-            throw std::invalid_argument(std::string(name) + " must hold 9 arrays (encoder 0-4, decoder 0-3), got " +
-                                        std::to_string(py::len(seq)));
-    }
-    static const float* identity_array(const py::handle& obj, const char* what, int l,
-                                       const std::vector<std::vector<py::ssize_t>>& shapes, std::vector<py::array>& keep) {
-        const std::string name = std::string(what) + "[" + std::to_string(l) + "] (" + layer_name(l) + ")";
-        keep.push_back(float_array(obj, name));
-        expect_shape(keep.back(), name, shapes);
-        return fptr(keep.back());
-    }
 
     std::unique_ptr<mc::CudaIDNEngine> engine_;
 };
