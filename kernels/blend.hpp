@@ -78,14 +78,10 @@ inline void paste_row(const PasteJob& J, int r) {
         const __m256 xs = _mm256_add_ps(_mm256_set1_ps(float(x)), iota);
         const __m256 sx = _mm256_fmadd_ps(m0, xs, vox), sy = _mm256_fmadd_ps(m3, xs, voy);
         const __m256 fx = _mm256_floor_ps(sx), fy = _mm256_floor_ps(sy);
-        const __m256 in = _mm256_and_ps(
-            _mm256_and_ps(_mm256_cmp_ps(fx, zero, _CMP_GE_OQ), _mm256_cmp_ps(fx, inner, _CMP_LE_OQ)),
-            _mm256_and_ps(_mm256_cmp_ps(fy, zero, _CMP_GE_OQ), _mm256_cmp_ps(fy, inner, _CMP_LE_OQ)));
+        const __m256 in = in_box8(fx, fy, zero, inner, inner);
         if (_mm256_movemask_ps(in) != 0xFF) {
             // lanes with a corner inside the crop: per pixel; lanes entirely outside stay as they are
-            const __m256 some = _mm256_and_ps(
-                _mm256_and_ps(_mm256_cmp_ps(fx, minus1, _CMP_GE_OQ), _mm256_cmp_ps(fx, outer, _CMP_LE_OQ)),
-                _mm256_and_ps(_mm256_cmp_ps(fy, minus1, _CMP_GE_OQ), _mm256_cmp_ps(fy, outer, _CMP_LE_OQ)));
+            const __m256 some = in_box8(fx, fy, minus1, outer, outer);
             if (_mm256_movemask_ps(some) == 0) continue;
             alignas(32) float lx[8], ly[8];
             _mm256_store_ps(lx, sx);

@@ -88,6 +88,12 @@ inline __m256 byte_lane(__m256i g) {
 
 inline __m256 lerp8(__m256 a, __m256 p0, __m256 p1) { return _mm256_fmadd_ps(a, _mm256_sub_ps(p1, p0), p0); }
 
+// Lanes whose floor coordinates (fx, fy) lie in [lo, xmax] x [lo, ymax] (all bounds inclusive).
+inline __m256 in_box8(__m256 fx, __m256 fy, __m256 lo, __m256 xmax, __m256 ymax) {
+    return _mm256_and_ps(_mm256_and_ps(_mm256_cmp_ps(fx, lo, _CMP_GE_OQ), _mm256_cmp_ps(fx, xmax, _CMP_LE_OQ)),
+                         _mm256_and_ps(_mm256_cmp_ps(fy, lo, _CMP_GE_OQ), _mm256_cmp_ps(fy, ymax, _CMP_LE_OQ)));
+}
+
 template <int CH>
 inline void warp_store_channel(const WarpJob& J, __m256i g00, __m256i g01, __m256i g10, __m256i g11, __m256 ax,
                                __m256 ay, std::size_t o) {
@@ -118,9 +124,7 @@ inline void warp_row(const WarpJob& J, int y) {
         const __m256 xs = _mm256_add_ps(_mm256_set1_ps(float(x)), iota);
         const __m256 sx = _mm256_fmadd_ps(m0, xs, vox), sy = _mm256_fmadd_ps(m3, xs, voy);
         const __m256 fx = _mm256_floor_ps(sx), fy = _mm256_floor_ps(sy);
-        const __m256 in = _mm256_and_ps(
-            _mm256_and_ps(_mm256_cmp_ps(fx, zero, _CMP_GE_OQ), _mm256_cmp_ps(fx, xmax, _CMP_LE_OQ)),
-            _mm256_and_ps(_mm256_cmp_ps(fy, zero, _CMP_GE_OQ), _mm256_cmp_ps(fy, ymax, _CMP_LE_OQ)));
+        const __m256 in = in_box8(fx, fy, zero, xmax, ymax);
         bool fast = _mm256_movemask_ps(in) == 0xFF;
         __m256i a00 = _mm256_setzero_si256(), a11 = a00;
         if (fast) {
