@@ -139,7 +139,8 @@ py::array encoder_block(const py::object& x_obj, const py::object& dw_obj, const
 
 py::array upsample_block(const py::object& x_obj, const py::object& dw_obj, const py::object& pw_obj,
                          const py::object& dw_bias_obj, const py::object& pw_bias_obj, const py::object& scale_obj,
-                         const py::object& demod_obj, const py::object& skip_obj, int threads, const std::string& isa) {
+                         const py::object& demod_obj, const py::object& skip_obj, int threads, const std::string& isa,
+                         const py::object& out_obj) {
     const mfs::KernelTable* k = mfs::select_kernels(isa);
     check_threads(threads);
     py::array x = nchw(x_obj, "x");
@@ -162,8 +163,17 @@ py::array upsample_block(const py::object& x_obj, const py::object& dw_obj, cons
         expect_shape(skip, "skip", {{N, Cs, 2 * h, 2 * w}});
     }
     const py::ssize_t P = 4 * h * w;
-    FloatArray out({N, M + Cs, 2 * h, 2 * w});
-    float* o = out.mutable_data();
+    // out=: the caller's buffer (e.g. a TVM VM tensor), written in place; else a new array
+    py::array out;
+    if (out_obj.is_none()) {
+        out = FloatArray({N, M + Cs, 2 * h, 2 * w});
+    } else {
+        out = nchw(out_obj, "out", true);
+        expect_shape(out, "out", {{N, M + Cs, 2 * h, 2 * w}});
+        if (overlaps(out, x) || (Cs && overlaps(out, skip)))
+            throw std::invalid_argument("out must not overlap x or skip");
+    }
+    float* o = mptr(out);
     {
         py::gil_scoped_release release;
         // factored form: s scales the pointwise input, i.e. the depthwise output (kernel and bias)
@@ -632,9 +642,11 @@ PYBIND11_MODULE(_native, m) {
     m.def("upsample_block", &upsample_block, py::arg("x"), py::arg("depthwise"), py::arg("pointwise"),
           py::arg("depthwise_bias") = py::none(), py::arg("pointwise_bias") = py::none(), py::arg("scale") = py::none(),
           py::arg("demod") = py::none(), py::arg("skip") = py::none(), py::arg("threads") = 1, py::arg("isa") = "auto",
+          py::arg("out") = py::none(),
           "IDN decoder / fusion-mask block: bilinear 2x (align_corners=True) -> depthwise 3x3 pad 1 (+bias) ->\n"
           "pointwise (+bias; scale/demod as in encoder_block) -> LeakyReLU(0.1); with skip, returns the concat\n"
-          "[block output, skip] along channels (the block writes its slice of the concat buffer directly).");
+          "[block output, skip] along channels (the block writes its slice of the concat buffer directly).\n"
+          "out: an N x (M + skip channels) x 2h x 2w float32 buffer to write into (returned), else a new array.");
     m.def("pointwise", &pointwise, py::arg("x"), py::arg("weight"), py::arg("scale") = py::none(),
           py::arg("bias") = py::none(), py::arg("leaky") = false, py::arg("threads") = 1, py::arg("isa") = "auto",
           "1x1 convolution on the fused kernels' GEMM: act(scale[o] * sum_i W[o,i] x[i] + bias[o]).");

@@ -523,3 +523,17 @@ def test_set_identity_touches_only_per_identity_buffers(idn_setup):
         assert handed <= 17 * c_in + c_out  # the 4x4 / 3x3 depthwise kernel, s and d
     total = sum(d.size + s.size + m.size for d, s, m in zip(depthwise, scale, demod))
     assert total < 0.1 * sum(t.numel() for t in pointwise)  # vs the W~ the modulated form sends
+
+
+def test_upsample_block_writes_into_a_given_out(rng):
+    """out=: the block writes the caller's buffer (tvm-fused hands it the VM's tensor), same values."""
+    x, dw, pw = (rng.standard_normal(s, dtype=np.float32) for s in ((2, 16, 7, 7), (16, 1, 3, 3), (8, 16)))
+    skip = rng.standard_normal((2, 4, 14, 14), dtype=np.float32)
+    expected = nat.upsample_block(x, dw, pw, skip=skip)
+    out = np.full((2, 12, 14, 14), np.nan, np.float32)
+    returned = nat.upsample_block(x, dw, pw, skip=skip, out=out)
+    assert np.shares_memory(returned, out) and np.array_equal(out, expected)
+    with pytest.raises(ValueError, match="out must have shape"):
+        nat.upsample_block(x, dw, pw, out=np.empty((2, 9, 14, 14), np.float32))
+    with pytest.raises(ValueError, match="overlap"):  # x's own 1568 floats as the output
+        nat.upsample_block(x, dw, np.ascontiguousarray(pw[:4]), out=x.reshape(2, 4, 14, 14))

@@ -57,11 +57,9 @@ def decoder_block(*args) -> None:
     block = bilinear 2x (align_corners) -> depthwise 3x3 -> pointwise -> LeakyReLU(0.1).
     """
     x, depthwise, pointwise, *skip, out = (as_array(a) for a in args)
-    result = native.require_native().upsample_block(
+    native.require_native().upsample_block(
         x, depthwise, pointwise, skip=skip[0] if skip else None,
-        threads=_settings["threads"], isa=_settings["isa"])
-    # the one copy left: upsample_block returns a new array (an ``out=`` argument would avoid it)
-    np.copyto(out, result)
+        threads=_settings["threads"], isa=_settings["isa"], out=out)  # straight into the VM's tensor
 
 
 def register_packed_functions() -> None:
