@@ -49,7 +49,8 @@ def _make_swapper(args: argparse.Namespace):
         warnings.simplefilter("always")
         swapper = Swapper(args.source, args.weights, backend=args.backend or DEFAULT_BACKEND, strict=args.strict,
                           detector=args.detector,
-                          faces=args.faces, reference=args.reference, similarity=args.similarity)
+                          faces=args.faces, reference=args.reference, similarity=args.similarity,
+                          identity_encoder=args.identity_encoder)
     for warning in caught:
         print(f"mfs-fast: note: {warning.message}", file=sys.stderr)
     return swapper
@@ -136,34 +137,73 @@ def _cmd_tune(args: argparse.Namespace) -> None:
     if args.threads:
         os.environ["TVM_NUM_THREADS"] = str(args.threads)
     from .backends.tvm_backend import TVMBackend, host_target
-    from .backends.tvm_tuning import tune
+    from .backends.tvm_tuning import parse_rpc, tune
     from .models import FaceSwapModels
+    from .targets import resolve_target
 
-    target = host_target(prefer_tuned=False) if args.target == "host" else json.loads(args.target)
+    named = resolve_target(args.target)
+    if not named.cpu:
+        raise MfsError(f"tuning is for CPU targets; {named.name} is scheduled by dlight's default rules")
+    target = host_target(prefer_tuned=False) if named.name == "host" else named.tuning_target
+    if args.rpc:
+        parse_rpc(args.rpc)  # a bad HOST:PORT:KEY fails before the slow task extraction
     backend = TVMBackend(FaceSwapModels.random(), threads=args.threads, target=target)
     folder = tune(backend.import_module((1, 3, args.size, args.size)), target, args.trials, args.per_task,
-                  retune=args.retune, rpc=args.rpc)
+                  retune=args.retune, rpc=args.rpc, cross_compiler=named.cross_compiler)
     print(f"tuning database written to {folder}; TVM builds for this target now use it")
 
 
 def _cmd_compile(args: argparse.Namespace) -> None:
-    """Build the IDN with TVM for a target and write the deployable library."""
-    import json
-    from pathlib import Path
+    """Build the IDN with TVM for a named target and write the deployable artefact + manifest."""
+    import shlex
 
-    from .backends.tvm_backend import TVMBackend, TVMCudaBackend
     from .checkpoints import load_weights
+    from .deploy import compile_artefact
     from .models import FaceSwapModels
+    from .targets import resolve_target
 
-    backend_class = TVMCudaBackend if args.backend == "tvm-cuda" else TVMBackend
+    named = resolve_target(args.target or ("cuda-sm90" if args.backend == "tvm-cuda" else "host"))
     models = load_weights(args.weights) if args.weights else FaceSwapModels.random()
-    target = json.loads(args.target) if args.target else None
-    backend = backend_class(models, target=target)
-    output = backend.compile_library((args.batch, 3, args.size, args.size), Path(args.output))
-    print(f"{backend.name} library for {json.dumps(backend.target)} written to {output} "
-          f"({output.stat().st_size / 1e6:.1f} MB); inputs: image, then the 18 identity kernels")
+    artefact = compile_artefact(named, models, Path(args.output), (args.batch, 3, args.size, args.size),
+                                weights=str(args.weights) if args.weights else "random")
+    for path in (artefact.library, artefact.archive, artefact.opencl_source):
+        if path is not None:
+            print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    print(f"wrote {artefact.manifest} (target {named.name}; inputs: image, then the 18 identity kernels)")
+    if artefact.link_shell:
+        print(f"link it where the Android NDK is (or set ANDROID_NDK_HOME and rerun), in {Path(args.output).parent}:"
+              f"\n  {artefact.link_shell}")
+    elif artefact.link_command:
+        print(f"linked with the NDK: {shlex.join(artefact.link_command)}")
     if not args.weights:
         print("note: built with random fixed-head weights (no --weights): for benchmarking only")
+
+
+def _cmd_rpc(args: argparse.Namespace) -> None:
+    """Upload the IDN to a TVM RPC device, check it against PyTorch, and time it there."""
+    from .checkpoints import load_weights
+    from .deploy import device_library
+    from .models import FaceSwapModels
+    from .rpc import PARITY_TOLERANCE, parse_rpc_address, run_remote
+    from .targets import resolve_target
+
+    named = resolve_target(args.target)
+    address = parse_rpc_address(args.rpc)
+    models = load_weights(args.weights) if args.weights else FaceSwapModels.random()
+    shape = (args.batch, 3, args.size, args.size)
+    library = Path(args.lib) if args.lib else device_library(named, models, shape)
+    repeat = args.repeat if args.action == "bench" else 0
+    report = run_remote(library, models, address, shape, repeat=repeat, gpu=named.target.get("kind") == "opencl")
+    verdict = "ok" if report.parity_ok else "FAILED"
+    print(f"{named.name} on {report.device} via {address}: uploaded {library.name} "
+          f"({library.stat().st_size / 1e6:.1f} MB) in {report.upload_s:.2f} s")
+    print(f"parity vs PyTorch: faces max|diff| {report.faces_max_abs:.2e}, masks {report.masks_max_abs:.2e} "
+          f"(tolerance {PARITY_TOLERANCE:g}): {verdict}")
+    if report.times_ms:
+        times = ", ".join(f"{t:.1f}" for t in report.times_ms)
+        print(f"median latency {report.median_ms:.1f} ms over {len(report.times_ms)} runs ({times} ms)")
+    if not report.parity_ok:
+        raise MfsError("the remote output does not match the PyTorch reference")
 
 
 def _cmd_doctor(args: argparse.Namespace) -> None:
@@ -186,10 +226,13 @@ def _add_swapper_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="folder from `mfs-fast convert`, or one holding the official files")
     p.add_argument("--faces", choices=("all", "largest"), default="all", help="which faces to swap")
     p.add_argument("--reference", help="swap only faces that look like the person in this image")
-    p.add_argument("--similarity", type=float, default=0.5, help="identity similarity needed with --reference")
+    p.add_argument("--similarity", type=float, help="cosine identity similarity needed with --reference "
+                   "(default: the identity encoder's own threshold, 0.91 for dlib)")
+    p.add_argument("--identity-encoder", default="dlib", choices=("dlib", "arcface"),
+                   help="identity net for --reference: dlib (offline) or arcface (the weights' identity net)")
     p.add_argument("--every", type=int, default=5, help="video: run the detector every N frames, track between")
     p.add_argument("--backend", nargs="+", metavar="NAME", help="IDN backend, or an ordered preference list "
-                   "(default: torch, the fastest here; see `mfs-fast doctor` and `mfs-fast bench`)")
+                   "(default: the fastest usable here; see `mfs-fast doctor` and `mfs-fast bench`)")
     p.add_argument("--strict", action="store_true", help="fail instead of falling back to the next backend")
     p.add_argument("--detector", default="blazeface", help="blazeface, or the path of an SCRFD .onnx file")
 
@@ -238,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_bench)
 
     p = sub.add_parser("tune", help="autotune the TVM build of the IDN (MetaSchedule) for a target")
-    p.add_argument("--target", default="host", help='"host" or a TVM target as JSON')
+    p.add_argument("--target", default="host", help="a named target (host, aarch64-linux, android-arm64) or a "
+                   "TVM target as JSON; android-arm64 writes the aarch64-linux log it shares")
     p.add_argument("--trials", type=int, default=640, help="total measured candidates")
     p.add_argument("--per-task", type=int, default=16, help="most candidates per kernel in this run")
     p.add_argument("--retune", type=int, default=0, metavar="N",
@@ -249,14 +293,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, choices=(224, 256), default=224)
     p.set_defaults(run=_cmd_tune)
 
-    p = sub.add_parser("compile", help="build the IDN with TVM for a CPU or GPU target and write the library")
-    p.add_argument("--backend", choices=("tvm", "tvm-cuda"), default="tvm")
-    p.add_argument("--target", help="TVM target as JSON (default: this CPU, or sm_XY of this GPU / sm_90)")
+    p = sub.add_parser("compile", help="build the IDN with TVM for a named target and write a deployable artefact")
+    p.add_argument("--target", help="host, aarch64-linux, android-arm64, android-mali, cuda-sm90, or a TVM target as "
+                   "JSON (default: host; cuda-sm90 with --backend tvm-cuda)")
+    p.add_argument("--backend", choices=("tvm", "tvm-cuda"), default="tvm", help="kept for old scripts: "
+                   "--backend tvm-cuda without --target means --target cuda-sm90")
     p.add_argument("--weights", help="folder from `mfs-fast convert` (the fixed heads are baked in)")
     p.add_argument("--size", type=int, choices=(224, 256), default=224)
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("-o", "--output", required=True, help="library to write (.so)")
+    p.add_argument("-o", "--output", required=True, help="library to write (.so); Android: also OUT.tar, "
+                   "the objects to link with the NDK; always OUT.manifest.json")
     p.set_defaults(run=_cmd_compile)
+
+    p = sub.add_parser("rpc", help="run (parity check) or bench the IDN on a device over TVM RPC")
+    p.add_argument("action", choices=("run", "bench"), help="run: one parity check; bench: also time it there")
+    p.add_argument("--target", required=True, help="named target of the device (e.g. aarch64-linux) or TVM JSON")
+    p.add_argument("--rpc", required=True, metavar="HOST:PORT[:KEY]",
+                   help="an RPC server, or a tracker and the device key (e.g. 127.0.0.1:9190:aarch64-qemu)")
+    p.add_argument("--lib", help="upload this library (from `mfs-fast compile`) instead of building one")
+    p.add_argument("--weights", help="folder from `mfs-fast convert` (default: random weights)")
+    p.add_argument("--repeat", type=int, default=10, help="bench: timed runs on the device")
+    p.add_argument("--size", type=int, choices=(224, 256), default=224)
+    p.add_argument("--batch", type=int, default=1)
+    p.set_defaults(run=_cmd_rpc)
 
     p = sub.add_parser("doctor", help="which backends, detectors and native parts work on this machine")
     p.set_defaults(run=_cmd_doctor)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import torch
 
 from . import native
 from .backends import DEFAULT_BACKEND, Backend, create_backend
@@ -24,6 +23,7 @@ from .errors import ImageError, MfsError, NoFaceError
 from .face import Face, FaceDetector, FaceTracker, align_face, paste_back
 from .face.align import alignment_matrix
 from .face.select import FaceSelector
+from .identity.base import IdentityEncoder
 from .image_io import check_bgr_image, read_bgr
 from .models import FaceSwapModels, IdentityWeights
 from .preprocess import identity_input
@@ -62,8 +62,10 @@ class Swapper:
     loaded :class:`FaceSwapModels`. ``backend``: a name, an ordered preference list (the first
     usable one is taken; skipped ones are logged, or are an error with ``strict=True``) or a
     backend object; ``swapper.backend.name`` says which runs. ``faces``: ``"all"`` or ``"largest"``; pass
-    ``reference=<image>`` to swap only faces whose identity matches it (cosine similarity of
-    identity embeddings >= ``similarity``). ``core``: run align -> IDN -> paste of each frame
+    ``reference=<image>`` to swap only faces whose identity matches it: cosine similarity of
+    ``identity_encoder`` embeddings (default ``"dlib"``, offline; ``"arcface"`` uses the loaded
+    weights' identity net; or an :class:`~mfs_fast.identity.IdentityEncoder`) >= ``similarity``
+    (default: the encoder's own threshold). ``core``: run align -> IDN -> paste of each frame
     in the C++ pipeline core (:mod:`mfs_fast.core`): ``None`` (default) when it can (``fused``
     backend, extension built), ``True`` to require it, ``False`` for the Python path;
     ``swapper.core`` is the core in use (set it to ``None`` to switch to the Python path).
@@ -79,7 +81,8 @@ class Swapper:
         detector: str | FaceDetector = "blazeface",
         faces: str = "all",
         reference: str | Path | np.ndarray | None = None,
-        similarity: float = 0.5,
+        similarity: float | None = None,
+        identity_encoder: "str | IdentityEncoder" = "dlib",
         size: int = DEFAULT_SIZE,
         core: bool | None = None,
     ) -> None:
@@ -97,9 +100,10 @@ class Swapper:
 
             detector = create_detector(detector)
         self.detector: FaceDetector = detector
-        self.selector = FaceSelector(faces, embed=self._embed_face, size=size, threshold=similarity)
+        self.selector = FaceSelector(faces, threshold=similarity)
         if reference is not None:
-            self.selector.set_reference(self._source_crop(reference, "reference"))
+            self.selector.encoder = self._identity_encoder(identity_encoder)
+            self.selector.set_reference(*self._largest_face(reference, "reference"))
         self.stats = SwapStats()
         self.last_faces: list[Face] = []
         self.identity: IdentityWeights | None = None
@@ -137,6 +141,13 @@ class Swapper:
         if isinstance(source, AlignedCrop):
             check_bgr_image(source.image)
             return source.image
+        image, face = self._largest_face(source, role)
+        return align_face(image, face.landmarks, self.size).crop
+
+    def _largest_face(self, source, role: str) -> tuple[np.ndarray, Face]:
+        """The image and its largest detected face (NoFaceError when there is none)."""
+        if isinstance(source, AlignedCrop):
+            raise MfsError(f"the {role} must be an image with a face to detect, not an AlignedCrop")
         name = str(source) if isinstance(source, (str, Path)) else f"the {role} image"
         image = read_bgr(source) if isinstance(source, (str, Path)) else source
         check_bgr_image(image)
@@ -144,14 +155,13 @@ class Swapper:
         if not faces:
             raise NoFaceError(f"no face found in {name}")
         if len(faces) > 1:
-            warnings.warn(f"{len(faces)} faces in {name}; using the largest", stacklevel=3)
-        largest = max(faces, key=lambda f: f.area)
-        return align_face(image, largest.landmarks, self.size).crop
+            warnings.warn(f"{len(faces)} faces in {name}; using the largest", stacklevel=4)
+        return image, max(faces, key=lambda f: f.area)
 
-    @torch.inference_mode()
-    def _embed_face(self, crop: np.ndarray) -> np.ndarray:
-        embedding, _ = self.models.identity(identity_input(crop))
-        return torch.nn.functional.normalize(embedding, dim=1)[0].numpy()
+    def _identity_encoder(self, encoder: "str | IdentityEncoder") -> "IdentityEncoder":
+        from .identity import create_identity_encoder
+
+        return create_identity_encoder(encoder, models=self.models) if isinstance(encoder, str) else encoder
 
     # ------------------------------------------------------------------ frames
     def swap(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

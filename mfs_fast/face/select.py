@@ -2,38 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import MfsError
-from .align import align_face
 from .types import Face
+
+if TYPE_CHECKING:
+    from ..identity import IdentityEncoder
 
 POLICIES = ("all", "largest")
 
 
 class FaceSelector:
-    """``select(frame, faces)`` applies the policy; a reference identity narrows it further."""
+    """``select(frame, faces)`` applies the policy; a reference identity narrows it further.
 
-    def __init__(self, policy: str = "all", embed: Callable[[np.ndarray], np.ndarray] | None = None,
-                 size: int = 224, threshold: float = 0.5) -> None:
+    Reference matching embeds every candidate face of a frame in one batch with an
+    :class:`~mfs_fast.identity.IdentityEncoder` (straight from the frame, in the encoder's
+    own alignment) and keeps those whose cosine similarity to the reference is at least
+    ``threshold`` (default: the encoder's ``match_threshold``).
+    """
+
+    def __init__(self, policy: str = "all", encoder: "IdentityEncoder | None" = None,
+                 threshold: float | None = None) -> None:
         if policy not in POLICIES:
             raise MfsError(f"faces must be one of {', '.join(POLICIES)} (or pass a reference image), got {policy!r}")
-        self.policy, self.embed, self.size, self.threshold = policy, embed, size, threshold
+        self.policy, self.encoder = policy, encoder
+        self._threshold = threshold
         self.reference: np.ndarray | None = None
 
-    def set_reference(self, aligned_crop: np.ndarray) -> None:
-        """Only faces with identity similarity >= threshold to this crop will be selected."""
-        if self.embed is None:
-            raise MfsError("reference matching needs an identity embedder")
-        self.reference = self.embed(aligned_crop)
+    @property
+    def threshold(self) -> float:
+        if self._threshold is not None:
+            return self._threshold
+        return self.encoder.match_threshold if self.encoder is not None else 0.5
+
+    def set_reference(self, frame: np.ndarray, face: Face) -> None:
+        """Only faces with identity similarity >= threshold to this face will be selected."""
+        if self.encoder is None:
+            raise MfsError("reference matching needs an identity encoder")
+        self.reference = self.encoder.embed_faces(frame, [face.landmarks]).embedding[0].numpy()
 
     def similarities(self, frame: np.ndarray, faces: list[Face]) -> list[float]:
         """Cosine similarity of each face's identity embedding to the reference."""
-        if self.reference is None:
+        if self.reference is None or self.encoder is None:
             raise MfsError("no reference face set")
-        return [float(self.embed(align_face(frame, f.landmarks, self.size).crop) @ self.reference) for f in faces]
+        embeddings = self.encoder.embed_faces(frame, [f.landmarks for f in faces]).embedding.numpy()
+        return [float(s) for s in embeddings @ self.reference]
 
     def select(self, frame: np.ndarray, faces: list[Face]) -> list[Face]:
         if self.reference is not None and faces:

