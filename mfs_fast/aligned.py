@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import ImageError
 from .models import FaceSwapModels
-from .preprocess import bgr_to_tensor, identity_input, tensor_to_bgr
+from .preprocess import bgr_to_tensor, tensor_to_bgr
 
 SUPPORTED_CROP_SIZES = (224, 256)
 
@@ -35,6 +35,6 @@ def swap_aligned(models: FaceSwapModels, source_bgr: np.ndarray, target_bgr: np.
     """Swap the identity of ``source_bgr`` onto ``target_bgr`` (both aligned crops)."""
     check_aligned_crop(source_bgr, "source")
     check_aligned_crop(target_bgr, "target")
-    weights = models.identity_weights(identity_input(source_bgr))
+    weights = models.identity_weights(models.identity_input(source_bgr))
     result, mask = models.swap(bgr_to_tensor(target_bgr), weights)
     return AlignedSwap(image=tensor_to_bgr(result), mask=tensor_to_bgr(mask))

@@ -26,7 +26,6 @@ from .face.select import FaceSelector
 from .identity.base import IdentityEncoder
 from .image_io import check_bgr_image, read_bgr
 from .models import FaceSwapModels, IdentityWeights
-from .preprocess import identity_input
 
 DEFAULT_SIZE = 224
 
@@ -133,7 +132,7 @@ class Swapper:
         """Switch identity: runs only the identity net and the IIN. Returns the seconds it took."""
         start = time.perf_counter()
         crop = self._source_crop(source, "source")
-        self.identity = self.models.identity_weights(identity_input(crop))
+        self.identity = self.models.identity_weights(self.models.identity_input(crop))
         self.backend.set_identity(self.identity)
         return time.perf_counter() - start
 

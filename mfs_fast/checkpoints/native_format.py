@@ -23,6 +23,10 @@ FORMAT_NAME = "mfs_fast.weights"
 FORMAT_VERSION = 1
 # file name -> the FaceSwapModels fields stored in it (tensor names are "<field>.<key>").
 FILES = {"swap.safetensors": ("iin", "idn"), "identity.safetensors": ("identity",)}
+IRSE_KIND = "ir-se"
+STORAGE = ("fp32", "fp16", "int8")
+INT8_SCALE_SUFFIX = ".int8_scale"
+INT8_MIN_ELEMENTS = 4096
 
 
 def sha256_of(path: Path) -> str:
@@ -33,23 +37,32 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_weights(models: FaceSwapModels, folder: str | Path, provenance: dict | None = None) -> Path:
-    """Write ``models`` to ``folder`` (created; files are replaced atomically)."""
+def save_weights(models: FaceSwapModels, folder: str | Path, provenance: dict | None = None,
+                 storage: str = "fp32") -> Path:
+    """Write ``models`` to ``folder`` (created; files are replaced atomically).
+
+    ``storage``: ``fp32``; ``fp16`` (floats halved); or ``int8`` (the large matrices of the
+    IIN and the identity adapter as int8 with one fp32 scale per output row, everything else
+    fp16): how the starter weights fit in the repository. Loading always gives fp32 models.
+    """
+    if storage not in STORAGE:
+        raise CheckpointError(f"storage must be one of {', '.join(STORAGE)}, got {storage!r}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    manifest: dict = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "provenance": provenance or {}, "files": {}}
+    manifest: dict = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "provenance": provenance or {}, "files": {},
+                      "identity": getattr(models.identity, "kind", IRSE_KIND), "storage": storage}
     for name, fields in FILES.items():
-        tensors = {
-            f"{field}.{key}": value.detach().cpu().contiguous()
-            for field in fields
-            for key, value in getattr(models, field).state_dict().items()
-        }
+        tensors = {}
+        for field in fields:
+            for key, value in getattr(models, field).state_dict().items():
+                tensors.update(encode_tensor(f"{field}.{key}", value.detach().cpu().contiguous(), storage, field))
         path = folder / name
         _atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
         manifest["files"][name] = {
             "sha256": sha256_of(path),
             "bytes": path.stat().st_size,
             "tensors": {k: list(v.shape) for k, v in tensors.items()},
+            "dtypes": sorted({str(v.dtype).replace("torch.", "") for v in tensors.values()}),
         }
     text = json.dumps(manifest, indent=1, sort_keys=True)
     _atomic_write(folder / MANIFEST, lambda tmp: tmp.write_text(text))
@@ -60,7 +73,7 @@ def load_weights_dir(folder: str | Path) -> FaceSwapModels:
     """Load a folder written by :func:`save_weights`, checking hashes and shapes first."""
     folder = Path(folder)
     manifest = _read_manifest(folder / MANIFEST)
-    models = FaceSwapModels.random()
+    models = _empty_models(manifest.get("identity", IRSE_KIND), folder / MANIFEST)
     for name, fields in FILES.items():
         entry = manifest["files"].get(name)
         path = folder / name
@@ -71,7 +84,7 @@ def load_weights_dir(folder: str | Path) -> FaceSwapModels:
         actual = sha256_of(path)
         if actual != entry["sha256"]:
             raise CheckpointError(f"{path} is corrupt: sha256 {actual[:12]}... differs from the manifest's {entry['sha256'][:12]}...")
-        tensors = load_file(str(path))
+        tensors = decode_tensors(load_file(str(path)))
         for field in fields:
             module = getattr(models, field)
             prefix = f"{field}."
@@ -79,6 +92,46 @@ def load_weights_dir(folder: str | Path) -> FaceSwapModels:
             _check_fits(state, module.state_dict(), f"{path} ({field})")
             module.load_state_dict(state, strict=True)
     return models.eval()
+
+
+def _empty_models(identity_kind: str, source: Path) -> FaceSwapModels:
+    from ..models import IDN, IIN
+    from ..models.dlib_identity import IDENTITY_KIND as DLIB_KIND, DlibAdaptedIdentity
+    from ..models.irse import IRSEResNet
+
+    kinds = {IRSE_KIND: IRSEResNet, DLIB_KIND: DlibAdaptedIdentity}
+    if identity_kind not in kinds:
+        raise CheckpointError(f"{source}: unknown identity net {identity_kind!r} (this build knows {', '.join(kinds)})")
+    return FaceSwapModels(kinds[identity_kind](), IIN(), IDN())
+
+
+def encode_tensor(name: str, value: torch.Tensor, storage: str, field: str) -> dict[str, torch.Tensor]:
+    """One state tensor as stored: as is, fp16, or int8 rows plus a per-row fp32 scale."""
+    if storage == "fp32" or not value.is_floating_point():
+        return {name: value}
+    if storage == "int8" and field in ("iin", "identity") and value.dim() >= 2 and value.numel() >= INT8_MIN_ELEMENTS:
+        rows = value.reshape(value.shape[0], -1).float()
+        scale = rows.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+        quantized = torch.round(rows / scale[:, None]).clamp_(-127, 127).to(torch.int8).reshape(value.shape)
+        return {name: quantized, name + INT8_SCALE_SUFFIX: scale}
+    return {name: value.half()}
+
+
+def decode_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`encode_tensor` over a whole file: fp32 tensors by state name."""
+    out = {}
+    for name, value in tensors.items():
+        if name.endswith(INT8_SCALE_SUFFIX):
+            continue
+        if value.dtype == torch.int8:
+            scale = tensors.get(name + INT8_SCALE_SUFFIX)
+            if scale is None:
+                raise CheckpointError(f"int8 tensor {name!r} has no {INT8_SCALE_SUFFIX} entry")
+            value = value.float() * scale.reshape(-1, *([1] * (value.dim() - 1)))
+        elif value.is_floating_point():
+            value = value.float()
+        out[name] = value
+    return out
 
 
 def _check_fits(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], source: str) -> None:

@@ -32,6 +32,15 @@ class FaceSwapModels:
             net.eval().requires_grad_(False)
         return self
 
+    def identity_input(self, aligned_bgr) -> Tensor:
+        """An aligned BGR source crop prepared the way this bundle's identity net takes it."""
+        prepare = getattr(self.identity, "prepare", None)
+        if prepare is not None:
+            return prepare(aligned_bgr)
+        from ..preprocess import identity_input
+
+        return identity_input(aligned_bgr)
+
     @torch.no_grad()
     def identity_weights(self, identity_input: Tensor) -> IdentityWeights:
         """Source image prepared for the identity net (1x3x112x112) -> the IDN's weights."""

@@ -1,0 +1,62 @@
+"""The student's identity net without ArcFace: the offline dlib encoder plus a learned adapter.
+
+The IIN was designed for ArcFace's outputs (a 512-d embedding and a 512x7x7 map). Those
+weights cannot be had offline, so the project's own weights use the dlib ResNet port
+(:mod:`mfs_fast.identity`) and learn a small adapter from its outputs to the IIN's inputs:
+
+- embedding: dlib's L2-normalised 128-d descriptor -> Linear(128, 512) -> the IIN's z_id
+  (the IIN L2-normalises it again);
+- feature map: dlib's 256x4x4 stage map -> 1x1 conv to 512 channels -> bilinear 4x4 -> 7x7
+  -> LeakyReLU -> 1x1 conv (512 -> 512), so the spatial layout of the face is kept for the
+  depthwise kernel predictor.
+
+The dlib weights are never trained and are not part of this module's state (they come from
+the installed package); only the adapter's 0.46M parameters are saved with the weights.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .layers import STYLE_DIM
+
+DLIB_MAP = "256x4x4"
+IDENTITY_KIND = "dlib-adapter"
+
+
+class DlibAdaptedIdentity(nn.Module):
+    """``forward(aligned)``: RGB N x 3 x S x S in [0, 1] (our aligned crop) -> (z_id, F_id)."""
+
+    kind = IDENTITY_KIND
+
+    def __init__(self, encoder=None) -> None:
+        super().__init__()
+        if encoder is None:
+            from ..identity import DlibIdentityEncoder
+
+            encoder = DlibIdentityEncoder()
+        # kept out of the module tree: not saved, not trained, not moved by .to() of the bundle
+        self.__dict__["encoder"] = encoder
+        self.embedding = nn.Linear(128, STYLE_DIM)
+        self.map_in = nn.Conv2d(256, STYLE_DIM, 1)
+        self.map_out = nn.Conv2d(STYLE_DIM, STYLE_DIM, 1)
+
+    def prepare(self, aligned_bgr: np.ndarray) -> Tensor:
+        """Aligned BGR uint8 crop -> this net's input (RGB 1 x 3 x S x S in [0, 1])."""
+        rgb = cv2.cvtColor(aligned_bgr, cv2.COLOR_BGR2RGB)
+        return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255.0)[None]
+
+    def adapt(self, embedding: Tensor, dlib_map: Tensor) -> tuple[Tensor, Tensor]:
+        """dlib outputs (N x 128, N x 256 x 4 x 4) -> IIN inputs (N x 512, N x 512 x 7 x 7)."""
+        feature_map = F.interpolate(self.map_in(dlib_map), size=(7, 7), mode="bilinear", align_corners=False)
+        return self.embedding(embedding), self.map_out(F.leaky_relu(feature_map, 0.2))
+
+    def forward(self, aligned: Tensor) -> tuple[Tensor, Tensor]:
+        encoder = self.encoder.to(aligned.device)
+        with torch.no_grad():
+            features = encoder.embed(aligned)
+        return self.adapt(features.embedding, features.maps[DLIB_MAP])
