@@ -23,6 +23,8 @@ ensure_system_packages() {
     # the NEON kernels are cross-compiled and tested under qemu user-mode emulation
     command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || missing+=(g++-aarch64-linux-gnu)
     command -v qemu-aarch64-static >/dev/null 2>&1 || missing+=(qemu-user-static)
+    # the generated Mali OpenCL kernels are compiled by clang's OpenCL front end in the tests
+    command -v clang >/dev/null 2>&1 || command -v clang-14 >/dev/null 2>&1 || missing+=(clang)
     python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
     python3 -c "import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
         || missing+=(python3-dev)

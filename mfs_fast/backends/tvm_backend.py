@@ -102,6 +102,18 @@ def is_cpu_target(target: dict) -> bool:
     return target["kind"] == "llvm"
 
 
+def export_atomically(executable, path: Path, fcompile=None) -> Path:
+    """Export a TVM executable to ``path`` via a temporary file, so no reader sees half a library."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix or '.so'}")
+    try:
+        executable.export_library(str(tmp), **({"fcompile": fcompile} if fcompile else {}))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 @register_backend("tvm", probe=_probe)
 class TVMBackend:
     """The IDN compiled by TVM for the host CPU (tuned from tuning_logs/ when a log matches)."""
@@ -109,7 +121,8 @@ class TVMBackend:
     name = "tvm"
     builds = 0  # class-wide count of compilations, so tests can prove identity changes never build
 
-    def __init__(self, models: FaceSwapModels, threads: int | None = None, target: dict | None = None) -> None:
+    def __init__(self, models: FaceSwapModels, threads: int | None = None, target: dict | None = None,
+                 tuning_target: dict | None = None) -> None:
         if threads:
             os.environ.setdefault("TVM_NUM_THREADS", str(threads))  # read when TVM's pool starts
         # idle workers sleep instead of spinning: spinning starved whatever ran next in the
@@ -119,6 +132,8 @@ class TVMBackend:
 
         self.tvm = tvm
         self.target = target or self.default_target()
+        # whose tuning log schedules the build (e.g. Android arm64 reuses the aarch64-linux log)
+        self.tuning_target = tuning_target or self.target
         self.device = tvm.cpu() if is_cpu_target(self.target) else tvm.device(self.target["kind"], 0)
         self.onnx_path = cached_idn_onnx(models.idn)
         self.model_hash = model_hash(models.idn)
@@ -143,7 +158,7 @@ class TVMBackend:
 
     def _library_path(self, shape: tuple[int, ...]) -> Path:
         key = json.dumps({"model": self.model_hash, "target": self.target, "shape": shape, "code": _graph_code_hash(),
-                          "tvm": self.tvm.__version__, "tuning": log_hash(self.target)}, sort_keys=True)
+                          "tvm": self.tvm.__version__, "tuning": log_hash(self.tuning_target)}, sort_keys=True)
         return cache_dir() / "tvm" / f"idn-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
 
     def import_module(self, shape: tuple[int, ...]):
@@ -169,7 +184,7 @@ class TVMBackend:
     def schedule(self, module, tvm_target):
         """CPU: the MetaSchedule database of the target (if any). GPU: dlight's default rules."""
         if is_cpu_target(self.target):
-            return apply_tuning(module, tvm_target, self.target)
+            return apply_tuning(module, tvm_target, self.tuning_target)
         from tvm.s_tir import dlight
 
         gpu = dlight.gpu
@@ -187,17 +202,13 @@ class TVMBackend:
         TVMBackend.builds += 1
         return executable
 
-    def compile_library(self, shape: tuple[int, ...], path: Path) -> Path:
-        """Build the IDN for ``shape`` and export it to ``path`` atomically (a deployable .so)."""
-        executable = self.build(shape)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.so")
-        try:
-            executable.export_library(str(tmp))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+    def compile_library(self, shape: tuple[int, ...], path: Path, fcompile=None) -> Path:
+        """Build the IDN for ``shape`` and export it to ``path`` atomically (a deployable .so).
+
+        ``fcompile`` links for another machine (e.g. ``tvm.support.cc.cross_compiler(...)``);
+        a ``.tar`` path writes the object archive instead of linking.
+        """
+        return export_atomically(self.build(shape), path, fcompile)
 
     def _machine(self, shape: tuple[int, ...]):
         if shape not in self._machines:

@@ -9,9 +9,12 @@ database needs apache-tvm-ffi 0.1.14.x (0.1.15 segfaults in save_json).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 from pathlib import Path
+
+from ..rpc import parse_rpc_address
 
 TUNING_LOGS = Path(__file__).resolve().parents[2] / "tuning_logs"
 DATABASE_FILES = ("database_workload.json", "database_tuning_record.json")
@@ -88,11 +91,21 @@ def untuned_tasks(tasks, database) -> list:
 
 
 def parse_rpc(spec: str) -> tuple[str, int, str]:
-    """``host:port:key`` of a TVM RPC tracker -> (host, port, key), with a clear error."""
-    parts = spec.rsplit(":", 2)
-    if len(parts) != 3 or not parts[0] or not parts[2] or not parts[1].isdigit():
-        raise ValueError(f"--rpc expects TRACKER_HOST:PORT:KEY (e.g. 127.0.0.1:9190:rk3588), got {spec!r}")
-    return parts[0], int(parts[1]), parts[2]
+    """``host:port:key`` of a TVM RPC tracker -> (host, port, key); tuning needs the tracker's key."""
+    address = parse_rpc_address(spec, need_key=True)
+    return address.host, address.port, address.key
+
+
+def cross_export(compiler: str, mod) -> str:
+    """MetaSchedule export for devices without a compiler: link the candidate here, cross."""
+    import os
+    import tempfile
+
+    from tvm.support import cc
+
+    path = os.path.join(tempfile.mkdtemp(prefix="mfs-ms-"), "candidate.so")
+    mod.export_library(path, fcompile=cc.cross_compiler(compiler))
+    return path
 
 
 def _runner(rpc: str | None):
@@ -131,13 +144,15 @@ def slowest_tasks(tasks, database, count: int) -> list:
 
 
 def tune(module, target: dict, trials: int, per_task: int = 16, retune: int = 0, rpc: str | None = None,
-         logs: Path | None = None) -> Path:
+         logs: Path | None = None, cross_compiler: str | None = None) -> Path:
     """Run MetaSchedule on ``module`` (an imported IDN) for the tasks the target's database lacks.
 
     Incremental: a second run spends its trials only on kernels that have no record yet, plus
     the ``retune`` kernels that cost most per forward (their search starts from the records
     already in the database). ``rpc`` (``host:port:key``) measures on remote devices.
     ``logs`` overrides the database folder (default: tuning_logs/<target-name>/).
+    ``cross_compiler`` (e.g. ``aarch64-linux-gnu-g++``) links each candidate here for a device
+    that has no compiler of its own (the default ships object archives for the device to link).
     """
     import tvm
     from tvm.s_tir import meta_schedule as ms
@@ -155,7 +170,9 @@ def tune(module, target: dict, trials: int, per_task: int = 16, retune: int = 0,
         ms.tune_tasks(
             tasks=contexts, task_weights=weights, work_dir=str(folder), max_trials_global=trials,
             max_trials_per_task=per_task, num_trials_per_iter=min(per_task, 16),
-            builder=ms.builder.LocalBuilder(f_build=lean_build, timeout_sec=120),
+            builder=ms.builder.LocalBuilder(
+                f_build=lean_build, timeout_sec=120,
+                f_export=functools.partial(cross_export, cross_compiler) if cross_compiler else None),
             runner=_runner(rpc), database=database, cost_model=cost_model_name(), task_scheduler="gradient",
         )
     for extra in folder.iterdir():  # keep only the database, not the run's logs
