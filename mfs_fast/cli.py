@@ -131,13 +131,13 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _cmd_tune(args: argparse.Namespace) -> None:
-    import json
     import os
 
     if args.threads:
         os.environ["TVM_NUM_THREADS"] = str(args.threads)
     from .backends.tvm_backend import TVMBackend, host_target
     from .backends.tvm_tuning import parse_rpc, tune
+    from .deploy import candidate_linker
     from .models import FaceSwapModels
     from .targets import resolve_target
 
@@ -147,9 +147,12 @@ def _cmd_tune(args: argparse.Namespace) -> None:
     target = host_target(prefer_tuned=False) if named.name == "host" else named.tuning_target
     if args.rpc:
         parse_rpc(args.rpc)  # a bad HOST:PORT:KEY fails before the slow task extraction
+    elif named.name not in ("host", "custom"):
+        raise MfsError(f"{named.name} code does not run here: measure it on the device with --rpc HOST:PORT:KEY")
+    linker = candidate_linker(named) if args.rpc else None
     backend = TVMBackend(FaceSwapModels.random(), threads=args.threads, target=target)
     folder = tune(backend.import_module((1, 3, args.size, args.size)), target, args.trials, args.per_task,
-                  retune=args.retune, rpc=args.rpc, cross_compiler=named.cross_compiler)
+                  retune=args.retune, rpc=args.rpc, cross_compiler=linker)
     print(f"tuning database written to {folder}; TVM builds for this target now use it")
 
 

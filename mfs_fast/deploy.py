@@ -54,6 +54,16 @@ def ndk_compiler(api: int = ANDROID_API) -> Path | None:
     return compiler
 
 
+def candidate_linker(named: NamedTarget) -> str | None:
+    """The compiler that links tuning candidates for ``named`` here (its devices have none)."""
+    if named.artefact != "android":
+        return named.cross_compiler
+    compiler = ndk_compiler()
+    if compiler is None:
+        raise MfsError(f"tuning {named.name} links each candidate with the NDK: set ANDROID_NDK_HOME")
+    return str(compiler)
+
+
 def ndk_link_command(compiler: str, objects: list[str], output: str) -> list[str]:
     """The link TVM's own ``tvm.support.ndk.create_shared`` runs, spelled out for a shell."""
     return [compiler, "-o", output, *objects, "-shared", "-fPIC", "-lm"]
