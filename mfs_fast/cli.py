@@ -209,6 +209,33 @@ def _cmd_rpc(args: argparse.Namespace) -> None:
         raise MfsError("the remote output does not match the PyTorch reference")
 
 
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from .eval.command import run_eval
+    from .eval.report import markdown_table
+
+    result, paths = run_eval(args.sources, args.targets, args.output, methods=args.methods, weights=args.weights,
+                             random_seed=args.random_weights, frames=args.frames, stride=args.stride,
+                             use_mesh=not args.no_mesh, samples=args.samples, detector=args.detector,
+                             log=lambda message: print(f"mfs-fast: {message}", file=sys.stderr))
+    print(markdown_table(result.metrics))
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .train import StudentTrainer, load_config, train
+
+    config = load_config(args.config, {"steps": args.steps, "output": args.output, "device": args.device})
+    if args.export_only:
+        if config.kind != "student":
+            raise MfsError("--export-only applies to kind = \"student\" configs")
+        trainer = StudentTrainer(config)
+        if trainer.step == 0:
+            raise MfsError(f"no checkpoint to export in {config.output}")
+        print(f"exported step {trainer.step} to {trainer.export()}")
+        return
+    print(f"trained: {train(config)}")
+
+
 def _cmd_doctor(args: argparse.Namespace) -> None:
     from . import native
     from .backends import DEFAULT_BACKEND, DEFAULT_PREFERENCE, backend_report
@@ -319,6 +346,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, choices=(224, 256), default=224)
     p.add_argument("--batch", type=int, default=1)
     p.set_defaults(run=_cmd_rpc)
+
+    p = sub.add_parser("eval", help="the paper's evaluation protocol: ID retrieval, pose, expression, FD-dlib")
+    p.add_argument("--sources", nargs="+", required=True, help="images of the identities to swap in (2+ for retrieval)")
+    p.add_argument("--targets", nargs="+", required=True, help="images and/or videos to swap them onto")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--weights", help="weights folder for the model method")
+    weights.add_argument("--random-weights", type=int, metavar="SEED", help="seeded random weights (smoke runs)")
+    p.add_argument("--methods", nargs="+", default=["model", "target", "paste-source"],
+                   choices=("model", "target", "paste-source"), help="methods to compare (default: all three)")
+    p.add_argument("--frames", type=int, default=16, help="video targets: how many frames to process")
+    p.add_argument("--stride", type=int, default=1, help="video targets: take every k-th frame")
+    p.add_argument("--samples", type=int, default=4, help="(source, target) pairs shown in samples.png")
+    p.add_argument("--no-mesh", action="store_true", help="expression from the 5 points only")
+    p.add_argument("--detector", default="blazeface", help="blazeface, or the path of an SCRFD .onnx file")
+    p.add_argument("-o", "--output", required=True, help="folder for metrics.json, metrics.md, samples.png")
+    p.set_defaults(run=_cmd_eval)
+
+    p = sub.add_parser("train", help="train the student (or the quality regressor Q) from a TOML config")
+    p.add_argument("--config", required=True, help="TOML file (see configs/ and mfs_fast/train/config.py)")
+    p.add_argument("--steps", type=int, help="override the config's steps (a run resumes from its checkpoint)")
+    p.add_argument("--output", help="override the config's output folder")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the config's device")
+    p.add_argument("--export-only", action="store_true", help="write weights from the last checkpoint and stop")
+    p.set_defaults(run=_cmd_train)
 
     p = sub.add_parser("doctor", help="which backends, detectors and native parts work on this machine")
     p.set_defaults(run=_cmd_doctor)

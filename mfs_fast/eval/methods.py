@@ -1,0 +1,148 @@
+"""The methods under test, behind one small interface.
+
+A :class:`Method` turns a source face into a frame function: ``method.for_source(source)``
+gives ``swap(frame_bgr) -> result_bgr`` for independent images, and ``method.for_clip(source,
+fps)`` one for consecutive frames of one video (it may keep state, e.g. a face tracker).
+
+- ``model``: our :class:`~mfs_fast.pipeline.Swapper` (default backend and pipeline core) on a
+  weights folder or on seeded random weights;
+- ``target``: the target returned unchanged (the floor for identity, zero pose error);
+- ``paste-source``: the source's aligned face pasted over each target face with the same
+  paste-back as the model, an ellipse in the aligned crop standing in for the fusion mask
+  (the ceiling for identity, the floor for pose and expression).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ..face import Face, FaceDetector, align_face, paste_back
+from ..face.align import template
+from ..models import FaceSwapModels
+
+FrameFn = Callable[[np.ndarray], np.ndarray]
+METHODS = ("model", "target", "paste-source")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source image and the face the methods take from it (its largest)."""
+
+    name: str
+    image: np.ndarray
+    face: Face
+
+
+class Method:
+    """Base: ``name``; :meth:`for_source` (images), :meth:`for_clip` (video frames in order)."""
+
+    name = "method"
+
+    def for_source(self, source: Source) -> FrameFn:
+        raise NotImplementedError
+
+    def for_clip(self, source: Source, fps: float) -> FrameFn:
+        """Default: frames are independent."""
+        return self.for_source(source)
+
+
+class TargetMethod(Method):
+    """The target unchanged."""
+
+    name = "target"
+
+    def for_source(self, source: Source) -> FrameFn:
+        return lambda frame: frame.copy()
+
+
+def ellipse_mask(size: int = 224) -> np.ndarray:
+    """Face-shaped ellipse in an aligned crop (float32 0/1): centred between the eye line and
+    the mouth of the template, 1.1 eye distances wide and reaching from the brows to the chin."""
+    points = template(size)
+    eyes_y, mouth_y = points[:2, 1].mean(), points[3:, 1].mean()
+    eye_distance = points[1, 0] - points[0, 0]
+    centre = (int(round(points[:2, 0].mean())), int(round((eyes_y + mouth_y) / 2 + 0.1 * (mouth_y - eyes_y))))
+    axes = (int(round(1.1 * eye_distance)), int(round(1.15 * (mouth_y - eyes_y))))
+    mask = np.zeros((size, size), np.float32)
+    cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, thickness=-1)
+    return mask
+
+
+class PasteSourceMethod(Method):
+    """The source's aligned crop pasted over every target face (``paste_back``, ellipse mask)."""
+
+    name = "paste-source"
+
+    def __init__(self, detector: FaceDetector, size: int = 224) -> None:
+        self.detector, self.size = detector, size
+        self.mask = ellipse_mask(size)
+
+    def for_source(self, source: Source) -> FrameFn:
+        crop = align_face(source.image, source.face.landmarks, self.size).crop
+
+        def swap(frame: np.ndarray) -> np.ndarray:
+            out = frame.copy()
+            for face in self.detector.detect(frame):
+                paste_back(out, crop, self.mask, align_face(frame, face.landmarks, self.size).inverse, out=out)
+            return out
+
+        return swap
+
+
+class ModelMethod(Method):
+    """Our Swapper: one instance, re-sourced with ``set_source`` (no rebuild per source)."""
+
+    name = "model"
+
+    def __init__(self, models: FaceSwapModels, detector: FaceDetector, every: int = 5, **swapper_options) -> None:
+        self.models, self.detector, self.every = models, detector, every
+        self.options = swapper_options
+        self.swapper = None
+
+    def _swapper_for(self, source: Source):
+        from ..pipeline import AlignedCrop, Swapper
+
+        crop = align_face(source.image, source.face.landmarks).crop
+        if self.swapper is None:
+            self.swapper = Swapper(AlignedCrop(crop), self.models, detector=self.detector, **self.options)
+        else:
+            self.swapper.set_source(AlignedCrop(crop))
+        return self.swapper
+
+    def for_source(self, source: Source) -> FrameFn:
+        return self._swapper_for(source).swap
+
+    def for_clip(self, source: Source, fps: float) -> FrameFn:
+        swapper = self._swapper_for(source)
+        tracker = swapper.tracker(every=self.every, fps=fps)
+        return lambda frame: swapper.swap_tracked(frame, tracker)
+
+
+def create_methods(names: list[str], detector: FaceDetector, *, weights: str | None = None,
+                   random_seed: int | None = None, every: int = 5) -> list[Method]:
+    """Methods by name; ``model`` needs ``weights`` (a folder) or ``random_seed``."""
+    from ..errors import MfsError
+
+    methods: list[Method] = []
+    for name in names:
+        if name == "target":
+            methods.append(TargetMethod())
+        elif name == "paste-source":
+            methods.append(PasteSourceMethod(detector))
+        elif name == "model":
+            if (weights is None) == (random_seed is None):
+                raise MfsError("the model method needs exactly one of --weights DIR or --random-weights SEED")
+            if weights is not None:
+                from ..checkpoints import load_weights
+
+                models = load_weights(weights)
+            else:
+                models = FaceSwapModels.random(random_seed)
+            methods.append(ModelMethod(models, detector, every=every))
+        else:
+            raise MfsError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    return methods
