@@ -14,6 +14,7 @@ fps)`` one for consecutive frames of one video (it may keep state, e.g. a face t
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -80,13 +81,22 @@ class PasteSourceMethod(Method):
     def __init__(self, detector: FaceDetector, size: int = 224) -> None:
         self.detector, self.size = detector, size
         self.mask = ellipse_mask(size)
+        self._faces: dict[bytes, list[Face]] = {}  # detections by frame digest: every source sees the same frames
+
+    def _detect(self, frame: np.ndarray) -> list[Face]:
+        key = hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16).digest() + repr(frame.shape).encode()
+        if key not in self._faces:
+            if len(self._faces) >= 256:
+                self._faces.clear()
+            self._faces[key] = self.detector.detect(frame)
+        return self._faces[key]
 
     def for_source(self, source: Source) -> FrameFn:
         crop = align_face(source.image, source.face.landmarks, self.size).crop
 
         def swap(frame: np.ndarray) -> np.ndarray:
             out = frame.copy()
-            for face in self.detector.detect(frame):
+            for face in self._detect(frame):
                 paste_back(out, crop, self.mask, align_face(frame, face.landmarks, self.size).inverse, out=out)
             return out
 
