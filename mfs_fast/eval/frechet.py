@@ -7,12 +7,12 @@ numbers are not comparable with published FIDs.
 
 Few samples make the covariances singular (rank < 256 below 257 faces), which makes the
 matrix square root ill-conditioned; ``eps * I`` is added to both covariances (default 1e-6,
-small against dlib feature variances of ~1e-2).
+small against the per-feature variances of ~3e-2 measured on the shared test portraits).
 
 Tr((S_a S_b)^(1/2)) is computed as the sum of the square roots of the eigenvalues of the
 symmetric PSD matrix S_a^(1/2) S_b S_a^(1/2) (which has the same eigenvalues as S_a S_b):
 two ``eigh`` calls instead of ``scipy.linalg.sqrtm``'s Schur method, the same value (the tests
-check it against ``sqrtm``) at a fraction of the time (256 x 256: ~10 ms vs ~0.8 s here).
+check it against ``sqrtm``) in less time (256 x 256 on one thread here: ~15 ms vs ~55 ms).
 """
 
 from __future__ import annotations
@@ -50,5 +50,6 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = EPS) -> float:
         raise ValueError(f"feature sizes differ: {mu_a.shape[0]} vs {mu_b.shape[0]}")
     ridge = eps * np.eye(len(mu_a))
     cov_a, cov_b = cov_a + ridge, cov_b + ridge
-    value = float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt_product(cov_a, cov_b))
+    spread = np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt_product(cov_a, cov_b)
+    value = float(((mu_a - mu_b) ** 2).sum() + spread)
     return max(value, 0.0)  # rounding can leave a tiny negative for identical sets

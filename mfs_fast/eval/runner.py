@@ -116,7 +116,9 @@ def evaluate(sources: Sequence[str | Path], targets: Sequence[str | Path], metho
         frames_without_face += sum(1 for faces in reference if not faces)
         log(f"{name}: {kind}, {len(taken)} frame(s), {sum(map(len, reference))} face(s)")
         for s_index, source in enumerate(loaded):
-            sample = Sample(source.image, taken[0][1], label=f"{source.name} -> {name}") if len(pictures) < samples else None
+            sample = None
+            if len(pictures) < samples:
+                sample = Sample(source.image, taken[0][1], label=f"{source.name} -> {name}")
             for method in methods:
                 swap = method.for_clip(source, fps) if kind == "video" else method.for_source(source)
                 pair: list[FaceScore] = []
