@@ -37,21 +37,18 @@ STAMP_TEXT="v1 ${TVM_WHEELS[*]} ${PY_WHEELS[*]} bookworm python3.11"
 
 log() { echo "arm-rpc-server: $*" >&2; }
 
-apt_install() {
+ensure_tools() {  # the Debian packages this needs (run.sh installs the first and last already)
+    local tool package missing=()
+    for pair in "$QEMU:qemu-user-static" mmdebstrap:mmdebstrap aarch64-linux-gnu-g++:g++-aarch64-linux-gnu; do
+        tool="${pair%%:*}" package="${pair#*:}"
+        command -v "$tool" >/dev/null 2>&1 || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    log "installing ${missing[*]}"
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@"
-}
-
-ensure_tools() {
-    local missing=()
-    command -v "$QEMU" >/dev/null 2>&1 || missing+=(qemu-user-static)
-    command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
-    command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || missing+=(g++-aarch64-linux-gnu)
-    if [ ${#missing[@]} -gt 0 ]; then
-        log "installing ${missing[*]}"
-        apt_install "${missing[@]}"
-    fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 }
 
 fetch_wheels() {
