@@ -161,7 +161,8 @@ class DlibResNet(nn.Module):
     def forward(self, chips: Tensor) -> DlibFeatures:
         if chips.dim() != 4 or chips.shape[1] != 3 or tuple(chips.shape[2:]) != tuple(self.input_size):
             raise ValueError(f"dlib ResNet takes N x 3 x {self.input_size[0]} x {self.input_size[1]} RGB chips, got {tuple(chips.shape)}")
-        x = (chips - self.mean) * (1.0 / 256.0)
+        # channels-last: oneDNN's convolutions (and their backward) are ~5x faster so on CPU
+        x = ((chips - self.mean) * (1.0 / 256.0)).contiguous(memory_format=torch.channels_last)
         x = self.stem_pool(F.relu(self.stem_affine(self.stem_conv(x))))
         maps, ends = {}, self._stage_ends()
         for i, block in enumerate(self.blocks):

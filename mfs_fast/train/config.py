@@ -1,0 +1,107 @@
+"""Training configuration: one TOML file, every field with a default, unknown keys rejected."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import MfsError
+
+KINDS = ("student", "quality")
+
+
+@dataclass
+class TrainConfig:
+    """What ``mfs-fast train --config FILE`` runs. Paths are relative to the config file."""
+
+    kind: str = "student"  # "student" (the face swapper) or "quality" (the regressor Q)
+    data: list[str] = field(default_factory=list)  # folders of photos and/or videos
+    output: str = "runs/train"
+    cache: str = ""  # aligned-crop cache folder (default: <output>/cache)
+    holdout: list[str] = field(default_factory=list)  # file names or identities never trained on
+    max_faces: int = 0  # cap on cached faces (0: all)
+    video_stride: int = 10  # cache every Nth frame of a clip ...
+    video_frames: int = 30  # ... and at most this many per clip
+    size: int = 224
+    steps: int = 1000
+    sources_per_step: int = 2  # identities injected per step (the IIN runs once per source)
+    targets_per_source: int = 4
+    same_image_share: float = 0.2  # target = the source image itself (reconstruction)
+    same_identity_share: float = 0.1  # target = another image of the source's person
+    lr: float = 1e-4
+    lr_discriminator: float = 2e-4
+    lambda_id: float = 3.0
+    lambda_rec: float = 30.0
+    lambda_per: float = 5.0
+    lambda_mask: float = 10.0
+    lambda_gan: float = 1.0
+    lambda_attr: float = 1.0  # weak attribute loss (low-level identity-net maps vs the target)
+    gan_start: int = 0  # step at which the adversarial loss starts
+    teacher: dict[str, Any] = field(default_factory=dict)  # {} | {kind="mfs", weights=DIR} | {kind="onnx", path=F}
+    quality_model: str = ""  # a Q checkpoint (from kind="quality"); teacher samples are weighted by it
+    snapshots: str = ""  # kind="quality": folder of snapshots written by a teacher's run
+    init_weights: str = ""  # start the student from this weights folder
+    device: str = "auto"  # "auto", "cpu", "cuda"
+    amp: bool = True  # mixed precision on CUDA
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    seed: int = 0
+    log_every: int = 10
+    sample_every: int = 200  # sample grid PNG
+    checkpoint_every: int = 200
+    snapshot_every: int = 0  # save probe outputs for training Q later (0: never)
+    export_storage: str = "fp32"  # weights written at the end: fp32 | fp16 | int8
+
+    def resolve(self, base: Path) -> "TrainConfig":
+        """Make the path fields absolute relative to ``base`` (the config file's folder)."""
+        def absolute(p: str) -> str:
+            return str((base / p).resolve()) if p and not Path(p).is_absolute() else p
+
+        self.data = [absolute(p) for p in self.data]
+        for name in ("output", "cache", "quality_model", "snapshots", "init_weights"):
+            setattr(self, name, absolute(getattr(self, name)))
+        for key in ("weights", "path"):
+            if key in self.teacher:
+                self.teacher[key] = absolute(self.teacher[key])
+        if not self.cache:
+            self.cache = str(Path(self.output) / "cache")
+        return self
+
+    def check(self) -> "TrainConfig":
+        if self.kind not in KINDS:
+            raise MfsError(f"config: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.kind == "student" and not self.data:
+            raise MfsError("config: data must name at least one folder of face photos or videos")
+        if self.kind == "quality" and not self.snapshots:
+            raise MfsError("config: kind = \"quality\" needs snapshots = FOLDER (written by a teacher run's snapshot_every)")
+        for folder in self.data:
+            if not Path(folder).is_dir():
+                raise MfsError(f"config: data folder not found: {folder}")
+        if self.steps < 1 or self.sources_per_step < 1 or self.targets_per_source < 1:
+            raise MfsError("config: steps, sources_per_step and targets_per_source must be >= 1")
+        if not 0 <= self.same_image_share + self.same_identity_share <= 1:
+            raise MfsError("config: same_image_share + same_identity_share must lie in [0, 1]")
+        if self.teacher and self.teacher.get("kind") not in ("mfs", "onnx"):
+            raise MfsError(f"config: teacher.kind must be \"mfs\" or \"onnx\", got {self.teacher.get('kind')!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a TOML config (unknown keys are an error), apply ``overrides``, resolve paths."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise MfsError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise MfsError(f"{path} is not valid TOML: {e}") from None
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise MfsError(f"{path}: unknown config keys {', '.join(unknown)}")
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return TrainConfig(**raw).resolve(path.parent).check()

@@ -1,0 +1,75 @@
+"""The paper's losses, with the offline identity net standing in where weights are missing.
+
+- identity: 1 - cos(id(source), id(result));
+- reconstruction: L1 to the target where the target shows the source's person;
+- perceptual: L1 between the identity net's intermediate maps (VGG/ImageNet weights are not
+  available offline, so the dlib ResNet's 32x35x35, 64x17x17 and 128x8x8 maps stand in);
+- weak attribute: L1 of the lowest of those maps (32x35x35) to the target on every pair, so
+  pose, expression and lighting follow the target when no teacher says what they should be;
+- weak mask: the fusion mask should be 0 on background (outside the face-mesh hull);
+- adversarial: hinge loss with a multi-scale patch discriminator;
+- distillation: L1 + perceptual to a teacher's output, per sample weighted by
+  alpha = cos(id(source), id(teacher_out))^2 x Q(teacher_out).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+PERCEPTUAL_MAPS = ("32x35x35", "64x17x17", "128x8x8")
+ATTRIBUTE_MAP = "32x35x35"
+
+
+def identity_loss(source_embedding: Tensor, result_embedding: Tensor) -> Tensor:
+    """Per sample 1 - cosine (embeddings already L2-normalised)."""
+    return 1.0 - (source_embedding * result_embedding).sum(dim=1)
+
+
+def per_sample_l1(a: Tensor, b: Tensor) -> Tensor:
+    return (a - b).abs().flatten(1).mean(dim=1)
+
+
+def perceptual_loss(maps_a: dict[str, Tensor], maps_b: dict[str, Tensor], names=PERCEPTUAL_MAPS) -> Tensor:
+    """Per sample mean L1 over the identity net's intermediate maps."""
+    return sum(per_sample_l1(maps_a[n], maps_b[n]) for n in names) / len(names)
+
+
+def weak_mask_loss(mask: Tensor, face_mask: Tensor) -> Tensor:
+    """Per sample mean of the fusion mask over the background (outside the face hull)."""
+    background = 1.0 - face_mask
+    return (mask * background).flatten(1).sum(dim=1) / background.flatten(1).sum(dim=1).clamp_min(1.0)
+
+
+def distillation_weight(source_embedding: Tensor, teacher_embedding: Tensor, quality: Tensor | None) -> Tensor:
+    """alpha = cos(z_id(source), z_id(teacher_out))^2 x Q(teacher_out), per sample, no gradient."""
+    alpha = (source_embedding * teacher_embedding).sum(dim=1).clamp_min(0.0) ** 2
+    return (alpha * quality if quality is not None else alpha).detach()
+
+
+def masked_mean(values: Tensor, weights: Tensor) -> Tensor:
+    """Weighted mean of per-sample values; 0 (keeping the graph) when no weight is set."""
+    total = weights.sum()
+    return (values * weights).sum() / total.clamp_min(1e-8)
+
+
+def hinge_discriminator_loss(real_logits: list[Tensor], fake_logits: list[Tensor]) -> Tensor:
+    return sum(F.relu(1.0 - r).mean() + F.relu(1.0 + f).mean() for r, f in zip(real_logits, fake_logits))
+
+
+def hinge_generator_loss(fake_logits: list[Tensor]) -> Tensor:
+    return sum(-f.mean() for f in fake_logits)
+
+
+__all__ = [
+    "ATTRIBUTE_MAP",
+    "PERCEPTUAL_MAPS",
+    "distillation_weight",
+    "hinge_discriminator_loss",
+    "hinge_generator_loss",
+    "identity_loss",
+    "masked_mean",
+    "per_sample_l1",
+    "perceptual_loss",
+    "weak_mask_loss",
+]

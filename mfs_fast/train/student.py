@@ -1,0 +1,35 @@
+"""The student being trained: identity adapter + IIN + IDN, run on groups of (source, targets)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..models import IDN, IIN, FaceSwapModels, l2_normalize
+from ..models.dlib_identity import DlibAdaptedIdentity
+
+
+def new_student(encoder) -> FaceSwapModels:
+    """A fresh student on the offline identity encoder (dlib + adapter)."""
+    return FaceSwapModels(DlibAdaptedIdentity(encoder), IIN(), IDN())
+
+
+def trainable_modules(models: FaceSwapModels) -> list[nn.Module]:
+    return [models.identity, models.iin, models.idn]
+
+
+def set_train_mode(models: FaceSwapModels) -> None:
+    """Train mode, except the IIN's batch norms: the IIN injects one source at a time, so its
+    BN statistics stay at their initial values (they act as learned affines), exactly as
+    they are at inference."""
+    for module in trainable_modules(models):
+        module.train().requires_grad_(True)
+    for module in models.iin.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def swap_group(models: FaceSwapModels, source: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """One source (3 x S x S) onto its targets (M x 3 x S x S) -> (results, masks), with gradients."""
+    embedding, feature_map = models.identity(source[None])
+    weights = models.iin(l2_normalize(embedding), feature_map)
+    return models.idn(targets, weights)

@@ -1,0 +1,327 @@
+"""``mfs-fast train``: the student's training loop (and Q's), resumable, logged, with samples."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..errors import MfsError
+from .config import TrainConfig
+from .data import FaceCache, PairSampler, build_cache
+from .discriminator import MultiScaleDiscriminator
+from .losses import (
+    ATTRIBUTE_MAP,
+    distillation_weight,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    identity_loss,
+    masked_mean,
+    per_sample_l1,
+    perceptual_loss,
+    weak_mask_loss,
+)
+from .student import new_student, set_train_mode, swap_group, trainable_modules
+from .teacher import create_teacher
+
+CHECKPOINT = "checkpoint.pt"
+PROBE_SOURCES = 4
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MfsError("config: device = \"cuda\" but this torch build sees no CUDA device")
+    return torch.device(name)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _to_bgr(image: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray((image.detach().float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0) * 255 + 0.5)
+                                .astype(np.uint8)[..., ::-1])
+
+
+@dataclass
+class StepLosses:
+    values: dict[str, float]
+
+    def line(self) -> str:
+        return " ".join(f"{k}={v:.4f}" for k, v in self.values.items())
+
+
+class StudentTrainer:
+    """Trains identity adapter + IIN + IDN (and the discriminator) per the config."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        from ..identity import DlibIdentityEncoder
+
+        self.config = config
+        self.output = Path(config.output)
+        self.output.mkdir(parents=True, exist_ok=True)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.device = pick_device(config.device)
+        self.amp = config.amp and self.device.type == "cuda"
+        self.encoder = DlibIdentityEncoder().to(self.device)
+        info = build_cache(config.data, config.cache, config.size, config.holdout, config.video_stride,
+                           config.video_frames, config.max_faces)
+        self.cache = FaceCache(info, config.size, seed=config.seed)
+        self.sampler = PairSampler(self.cache, config.targets_per_source, config.same_image_share,
+                                   config.same_identity_share, seed=config.seed)
+        if config.init_weights:
+            from ..checkpoints import load_weights
+
+            self.student = load_weights(config.init_weights)
+            if not hasattr(self.student.identity, "prepare"):
+                raise MfsError("init_weights: training starts only from dlib-adapter weights (ours), not from ArcFace ones")
+        else:
+            self.student = new_student(self.encoder)
+        self.student.identity.__dict__["encoder"] = self.encoder
+        for module in trainable_modules(self.student):
+            module.to(self.device)
+        self.discriminator = MultiScaleDiscriminator().to(self.device)
+        params = [p for m in trainable_modules(self.student) for p in m.parameters()]
+        self.opt_g = torch.optim.Adam(params, lr=config.lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator, betas=(0.5, 0.999))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.teacher = create_teacher(config.teacher)
+        self.quality = None
+        if config.quality_model:
+            from .quality import load_quality_model
+
+            self.quality = load_quality_model(config.quality_model).to(self.device)
+        self.step = 0
+        self.probe = self._probe_groups()
+        self._resume()
+
+    # ------------------------------------------------------------------ state
+    def _probe_groups(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Fixed (source, targets) for sample grids and Q snapshots: the first cached faces."""
+        n = len(self.cache)
+        picks = [int(i) for i in np.linspace(0, n - 1, PROBE_SOURCES + 3).round()]
+        sources = [self.cache.augmented(i, augment=False)[0] for i in picks[:PROBE_SOURCES]]
+        targets = torch.stack([self.cache.augmented(i, augment=False)[0] for i in picks[PROBE_SOURCES:]])
+        return [(s, targets) for s in sources]
+
+    def _state(self) -> dict:
+        return {
+            "step": self.step,
+            "identity": self.student.identity.state_dict(), "iin": self.student.iin.state_dict(),
+            "idn": self.student.idn.state_dict(), "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "config": json.dumps(self.config.to_dict()),
+        }
+
+    def _resume(self) -> None:
+        path = self.output / CHECKPOINT
+        if not path.is_file():
+            return
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.student.identity.load_state_dict(state["identity"])
+        self.student.iin.load_state_dict(state["iin"])
+        self.student.idn.load_state_dict(state["idn"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step = int(state["step"])
+        # the data order after a resume differs from an uninterrupted run, but stays seeded
+        self.sampler.rng = np.random.default_rng(self.config.seed + 1 + self.step)
+        self.cache.rng = np.random.default_rng(self.config.seed + self.step)
+        print(f"resumed from {path} at step {self.step}")
+
+    def save_checkpoint(self) -> Path:
+        path = self.output / CHECKPOINT
+        _atomic_torch_save(self._state(), path)
+        return path
+
+    def export(self, folder: Path | None = None) -> Path:
+        from ..checkpoints import save_weights
+
+        folder = folder or self.output / "weights"
+        provenance = {"trained_by": "mfs-fast train", "steps": self.step, "data": self.config.data,
+                      "teacher": self.config.teacher or "none", "holdout": self.config.holdout}
+        self.student.eval()
+        save_weights(self.student, folder, provenance=provenance, storage=self.config.export_storage)
+        return folder
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> StepLosses:
+        config, device = self.config, self.device
+        set_train_mode(self.student)
+        groups = [self.sampler.group() for _ in range(config.sources_per_step)]
+        with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
+            results, masks, targets, face_masks, recon, sources_rep, teacher_out = [], [], [], [], [], [], []
+            for group in groups:
+                # channels-last: the depthwise convs' backward is ~5x faster so on CPU
+                source = group.source.to(device)
+                group_targets = group.targets.to(device).contiguous(memory_format=torch.channels_last)
+                result, mask = swap_group(self.student, source, group_targets)
+                results.append(result)
+                masks.append(mask)
+                targets.append(group_targets)
+                face_masks.append(group.target_masks.to(device))
+                recon.append(group.reconstruction.to(device))
+                sources_rep.append(source[None].expand(len(group_targets), -1, -1, -1))
+                if self.teacher is not None:
+                    teacher_out.append(self.teacher(source, group_targets))
+            result, mask, target = torch.cat(results), torch.cat(masks), torch.cat(targets)
+            face_mask, recon, source = torch.cat(face_masks), torch.cat(recon).float(), torch.cat(sources_rep)
+            with torch.no_grad():
+                source_id = self.encoder.embed(source)
+                target_id = self.encoder.embed(target)
+            result_id = self.encoder.embed(result.float())
+            losses = {}
+            losses["id"] = identity_loss(source_id.embedding, result_id.embedding).mean()
+            losses["rec"] = masked_mean(per_sample_l1(result, target), recon)
+            losses["per"] = masked_mean(perceptual_loss(result_id.maps, target_id.maps), recon)
+            cross = 1.0 - recon
+            losses["attr"] = masked_mean(per_sample_l1(result_id.maps[ATTRIBUTE_MAP], target_id.maps[ATTRIBUTE_MAP]), cross)
+            losses["mask"] = weak_mask_loss(mask, face_mask).mean()
+            total = (config.lambda_id * losses["id"] + config.lambda_rec * losses["rec"]
+                     + config.lambda_per * losses["per"] + config.lambda_attr * losses["attr"]
+                     + config.lambda_mask * losses["mask"])
+            if teacher_out:
+                teach = torch.cat(teacher_out).float()
+                with torch.no_grad():
+                    teacher_id = self.encoder.embed(teach)
+                    quality = self.quality(teach) if self.quality is not None else None
+                alpha = distillation_weight(source_id.embedding, teacher_id.embedding, quality) * cross
+                losses["distill_rec"] = masked_mean(per_sample_l1(result, teach), alpha)
+                losses["distill_per"] = masked_mean(perceptual_loss(result_id.maps, teacher_id.maps), alpha)
+                losses["alpha"] = alpha.mean()
+                total = total + config.lambda_rec * losses["distill_rec"] + config.lambda_per * losses["distill_per"]
+            use_gan = config.lambda_gan > 0 and self.step >= config.gan_start
+            if use_gan:
+                losses["gan_g"] = hinge_generator_loss(self.discriminator(result))
+                total = total + config.lambda_gan * losses["gan_g"]
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.opt_g)
+        if use_gan:
+            with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
+                loss_d = hinge_discriminator_loss(self.discriminator(target), self.discriminator(result.detach()))
+            self.opt_d.zero_grad(set_to_none=True)
+            self.scaler.scale(loss_d).backward()
+            self.scaler.step(self.opt_d)
+            losses["gan_d"] = loss_d
+        self.scaler.update()
+        self.step += 1
+        losses["total"] = total
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            raise MfsError(f"training diverged at step {self.step}: {values}")
+        return StepLosses(values)
+
+    # ------------------------------------------------------------------ outputs
+    @torch.no_grad()
+    def probe_results(self) -> list[torch.Tensor]:
+        self.student.eval()
+        outs = []
+        for source, targets in self.probe:
+            outs.append(swap_group(self.student, source.to(self.device), targets.to(self.device))[0])
+        return outs
+
+    def write_samples(self) -> Path:
+        """A PNG grid: one row per probe source: source | each target's result; top row: targets."""
+        results = self.probe_results()
+        targets = self.probe[0][1]
+        blank = np.full((self.config.size, self.config.size, 3), 255, np.uint8)
+        rows = [np.hstack([blank] + [_to_bgr(t) for t in targets])]
+        for (source, _), result in zip(self.probe, results):
+            rows.append(np.hstack([_to_bgr(source)] + [_to_bgr(r) for r in result]))
+        grid = np.vstack(rows)
+        folder = self.output / "samples"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"step_{self.step:07d}.png"
+        cv2.imwrite(str(path.with_suffix(".tmp.png")), grid)
+        os.replace(path.with_suffix(".tmp.png"), path)
+        return path
+
+    def write_snapshot(self) -> Path:
+        """Probe outputs as single PNGs: training data for the quality regressor Q."""
+        folder = self.output / "snapshots" / f"step_{self.step:07d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, result in enumerate(self.probe_results()):
+            for j, image in enumerate(result):
+                cv2.imwrite(str(folder / f"{i}_{j}.png"), _to_bgr(image))
+        return folder
+
+    def run(self, progress: bool = True) -> Path:
+        config = self.config
+        log_path = self.output / "log.jsonl"
+        start = time.perf_counter()
+        bar = tqdm(total=config.steps, initial=self.step, desc="training", unit="step", disable=not progress)
+        with log_path.open("a") as log:
+            while self.step < config.steps:
+                losses = self.train_step()
+                bar.update(1)
+                if self.step % config.log_every == 0 or self.step == config.steps:
+                    record = {"step": self.step, "seconds": round(time.perf_counter() - start, 2), **losses.values}
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    bar.set_postfix(id=f"{losses.values['id']:.3f}", rec=f"{losses.values['rec']:.3f}")
+                if config.sample_every and self.step % config.sample_every == 0:
+                    self.write_samples()
+                if config.snapshot_every and self.step % config.snapshot_every == 0:
+                    self.write_snapshot()
+                if config.checkpoint_every and self.step % config.checkpoint_every == 0:
+                    self.save_checkpoint()
+        bar.close()
+        self.save_checkpoint()
+        self.write_samples()
+        return self.export()
+
+
+def train_quality(config: TrainConfig, progress: bool = True) -> Path:
+    """Fit Q to snapshot progress labels (L1), then save ``<output>/quality.safetensors``."""
+    from .quality import QualityRegressor, read_snapshots, save_quality_model
+
+    torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device)
+    images, labels = read_snapshots(config.snapshots)
+    model = QualityRegressor().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    rng = np.random.default_rng(config.seed)
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    batch = min(16, len(images))
+    with (output / "quality_log.jsonl").open("a") as log:
+        for step in tqdm(range(1, config.steps + 1), desc="training Q", disable=not progress):
+            pick = rng.choice(len(images), size=batch, replace=False)
+            x = torch.from_numpy(images[pick].transpose(0, 3, 1, 2).copy()).float().div_(255.0).to(device)
+            if rng.random() < 0.5:
+                x = x.flip(3)
+            y = torch.from_numpy(labels[pick]).to(device)
+            loss = (model(x) - y).abs().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step % config.log_every == 0 or step == config.steps:
+                log.write(json.dumps({"step": step, "l1": float(loss)}) + "\n")
+    path = output / "quality.safetensors"
+    save_quality_model(model.eval(), path)
+    return path
+
+
+def train(config: TrainConfig, progress: bool = True) -> Path:
+    """Run the configured training; returns the weights folder (student) or Q's file."""
+    if config.kind == "quality":
+        return train_quality(config, progress)
+    return StudentTrainer(config).run(progress)

@@ -1,0 +1,191 @@
+"""Training: config, data cache, a smoke run whose loss goes down, checkpoints, teachers and Q."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import _astronaut_bgr
+from mfs_fast.errors import MfsError
+from mfs_fast.train import StudentTrainer, load_config, train
+from mfs_fast.train.data import FaceCache, build_cache
+from mfs_fast.train.student import set_train_mode, swap_group
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory) -> Path:
+    """Three photos from skimage's astronaut (shifted, scaled, mirrored) with a manifest."""
+    folder = tmp_path_factory.mktemp("photos")
+    image = _astronaut_bgr()
+    variants = {
+        "a.jpg": image,
+        "b.jpg": cv2.flip(image, 1),
+        "c.jpg": cv2.resize(image[40:500, 60:480], (380, 416)),
+    }
+    for name, picture in variants.items():
+        cv2.imwrite(str(folder / name), picture)
+    (folder / "manifest.csv").write_text("file,identity\na.jpg,eileen\nb.jpg,eileen\nc.jpg,eileen\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def unnamed_folder(tmp_path_factory, photo_folder) -> Path:
+    """The same photos without a manifest: every photo is its own identity (only cross pairs)."""
+    folder = tmp_path_factory.mktemp("unnamed")
+    for photo in photo_folder.glob("*.jpg"):
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    return folder
+
+
+def _write_config(folder: Path, **fields) -> Path:
+    base = {"data": [str(next(iter(fields.pop("data"))))], "output": "out", "steps": 4, "sources_per_step": 1,
+            "targets_per_source": 2, "log_every": 1, "sample_every": 2, "checkpoint_every": 2, "threads": 2}
+    base.update(fields)
+    lines = []
+    for key, value in base.items():
+        lines.append(f"{key} = {json.dumps(value)}" if not isinstance(value, dict) else
+                     f"{key} = {{ {', '.join(f'{k} = {json.dumps(v)}' for k, v in value.items())} }}")
+    path = folder / "train.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_config_errors(tmp_path, photo_folder):
+    with pytest.raises(MfsError, match="not found"):
+        load_config(tmp_path / "absent.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('data = ["x"]\nlearning_rate = 1\n')
+    with pytest.raises(MfsError, match="unknown config keys learning_rate"):
+        load_config(bad)
+    bad.write_text('data = ["no_such_folder"]\n')
+    with pytest.raises(MfsError, match="data folder not found"):
+        load_config(bad)
+    bad.write_text("data = [\n")
+    with pytest.raises(MfsError, match="not valid TOML"):
+        load_config(bad)
+    config = load_config(_write_config(tmp_path, data=[photo_folder]))
+    assert Path(config.output) == (tmp_path / "out").resolve() and Path(config.cache) == Path(config.output) / "cache"
+
+
+def test_cache_holds_aligned_crops_masks_and_identities(tmp_path, photo_folder):
+    info = build_cache([str(photo_folder)], tmp_path / "cache", holdout=["c.jpg"])
+    assert [Path(e["file"]).name for e in info.entries] == ["a.jpg", "b.jpg"]
+    assert {e["identity"] for e in info.entries} == {"eileen"}
+    cache = FaceCache(info)
+    crop, mask = cache.raw(0)
+    assert crop.shape == (224, 224, 3) and mask.shape == (224, 224)
+    face_share = (mask > 127).mean()
+    assert 0.2 < face_share < 0.8  # the face hull covers the middle of the crop, not all of it
+    assert mask[112, 112] == 255 and mask[5, 5] == 0
+    image, face = cache.augmented(0)
+    assert image.shape == (3, 224, 224) and face.shape == (1, 224, 224) and 0 <= image.min() <= image.max() <= 1
+    again = build_cache([str(photo_folder)], tmp_path / "cache", holdout=["c.jpg"])  # reused, not rebuilt
+    assert again.entries == info.entries
+
+
+def test_smoke_run_learns_checkpoints_resume_and_export(tmp_path, photo_folder):
+    """A few pure-reconstruction steps: the loss on fixed inputs goes down; the run writes
+    its log, samples, checkpoint and weights; the weights load back and swap the same way;
+    a longer run resumes from the checkpoint."""
+    from mfs_fast.checkpoints import load_weights
+
+    path = _write_config(tmp_path, data=[photo_folder], steps=8, same_image_share=1.0, same_identity_share=0.0,
+                         lambda_gan=0.0, lr=5e-3, snapshot_every=4)
+    trainer = StudentTrainer(load_config(path))
+    source, targets = trainer.probe[0]
+
+    def probe_l1() -> float:
+        # in training mode: after 8 steps the BN running statistics are still mostly the initial ones
+        set_train_mode(trainer.student)
+        with torch.no_grad():
+            result, _ = swap_group(trainer.student, source, source[None].expand(2, -1, -1, -1))
+        return float((result - source).abs().mean())
+
+    before = probe_l1()
+    weights_dir = trainer.run(progress=False)
+    loaded = load_weights(weights_dir)
+    assert loaded.identity.kind == "dlib-adapter"
+    with torch.no_grad():
+        trainer.student.eval()
+        expected, _ = swap_group(trainer.student, source, targets)
+        got, _ = swap_group(loaded, source, targets)
+    assert torch.allclose(got, expected, atol=1e-5)
+    after = probe_l1()
+    assert after < 0.9 * before, (before, after)
+    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 9)) and all(np.isfinite(r["total"]) for r in log)
+    assert (tmp_path / "out" / "samples" / "step_0000008.png").is_file()
+    assert len(list((tmp_path / "out" / "snapshots").glob("step_*"))) == 2
+
+    resumed = StudentTrainer(load_config(path, {"steps": 10}))
+    assert resumed.step == 8
+    resumed.run(progress=False)
+    assert json.loads((tmp_path / "out" / "log.jsonl").read_text().splitlines()[-1])["step"] == 10
+
+
+def test_distillation_from_onnx_and_model_teachers_and_quality_regressor(tmp_path, photo_folder, unnamed_folder):
+    """Teachers: an ONNX (source, target) -> swap graph, and a weights folder; Q trained from
+    snapshots reweights the teacher's samples (alpha is logged)."""
+    import onnx  # noqa: F401  (torch.onnx.export needs it)
+
+    from mfs_fast.train.quality import load_quality_model
+    from mfs_fast.train.teacher import OnnxTeacher
+
+    class Blend(torch.nn.Module):
+        def forward(self, source, target):
+            return 0.25 * source + 0.75 * target
+
+    graph = tmp_path / "teacher.onnx"
+    example = (torch.rand(2, 3, 224, 224), torch.rand(2, 3, 224, 224))
+    torch.onnx.export(Blend(), example, str(graph), input_names=["source", "target"], output_names=["swap"],
+                      dynamic_axes={"source": {0: "n"}, "target": {0: "n"}, "swap": {0: "n"}}, dynamo=False)
+    teacher = OnnxTeacher(graph)
+    source, targets = torch.rand(3, 224, 224), torch.rand(2, 3, 224, 224)
+    assert torch.allclose(teacher(source, targets), 0.25 * source + 0.75 * targets, atol=1e-6)
+
+    first = tmp_path / "first"
+    first.mkdir()
+    run = train(load_config(_write_config(first, data=[photo_folder], steps=4, lambda_gan=0.0, snapshot_every=2)),
+                progress=False)
+    q_dir = tmp_path / "q"
+    q_dir.mkdir()
+    q_file = train(load_config(_write_config(q_dir, data=[], kind="quality", snapshots=str(first / "out" / "snapshots"),
+                                             steps=3)), progress=False)
+    scores = load_quality_model(q_file)(torch.rand(3, 3, 224, 224))
+    assert scores.shape == (3,) and bool(((scores >= 0) & (scores <= 1)).all())
+
+    for spec in ({"kind": "onnx", "path": str(graph)}, {"kind": "mfs", "weights": str(run)}):
+        folder = tmp_path / spec["kind"]
+        folder.mkdir()
+        config = load_config(_write_config(folder, data=[unnamed_folder], steps=2, teacher=spec, quality_model=str(q_file),
+                                           same_image_share=0.0, same_identity_share=0.0, targets_per_source=4))
+        trainer = StudentTrainer(config)
+        trainer.sampler.group = lambda: _cross_group(trainer)
+        losses = trainer.train_step().values
+        assert {"distill_rec", "distill_per", "alpha"} <= set(losses) and 0 < losses["alpha"] <= 1
+
+
+def _cross_group(trainer):
+    """Source photo 0 onto photos 1 and 2 (other identities): pairs a teacher is used on."""
+    from mfs_fast.train.data import PairGroup
+
+    cache = trainer.cache
+    targets = [cache.augmented(i) for i in (1, 2)]
+    return PairGroup(cache.augmented(0)[0], torch.stack([t[0] for t in targets]), torch.stack([t[1] for t in targets]),
+                     torch.tensor([False, False]))
+
+
+def test_cli_train_runs_the_smoke_config(tmp_path, photo_folder, capsys):
+    from mfs_fast.cli import main
+
+    path = _write_config(tmp_path, data=[photo_folder], steps=2, lambda_gan=0.0)
+    assert main(["train", "--config", str(path)]) == 0
+    assert "trained:" in capsys.readouterr().out
+    assert (tmp_path / "out" / "weights" / "manifest.json").is_file()
+    assert main(["train", "--config", str(path), "--export-only"]) == 0
+    assert "exported step 2" in capsys.readouterr().out
