@@ -173,7 +173,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
         if path is not None:
             print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     print(f"wrote {artefact.manifest} (target {named.name}; inputs: image, then the 18 identity kernels)")
-    if artefact.link_shell:
+    if artefact.link_shell and not artefact.linked:
         print(f"link it where the Android NDK is (or set ANDROID_NDK_HOME and rerun), in {Path(args.output).parent}:"
               f"\n  {artefact.link_shell}")
     elif artefact.link_command:

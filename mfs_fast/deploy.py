@@ -35,7 +35,7 @@ class Artefact:
     archive: Path | None
     manifest: Path
     link_command: list[str] = field(default_factory=list)  # the NDK link that ran (ANDROID_NDK_HOME set)
-    link_shell: str = ""  # the NDK link still to run, as a shell command (ANDROID_NDK_HOME unset)
+    link_shell: str = ""  # Android: the NDK link as a shell command, to run by hand when not linked
     opencl_source: Path | None = None
 
     @property
@@ -178,15 +178,15 @@ def compile_artefact(named: NamedTarget, models, output: Path, shape: tuple[int,
     if named.artefact == "android":
         archive = export_atomically(executable, output.with_name(f"{output.stem}.tar"))
         artefact.archive = archive
-        files["archive"] = {"path": archive.name, "sha256": _sha256(archive),
-                            "members": tarfile.open(archive).getnames()}
+        with tarfile.open(archive) as tar:
+            members = tar.getnames()
+        files["archive"] = {"path": archive.name, "sha256": _sha256(archive), "members": members}
+        artefact.link_shell = unlinked_android_command(archive, output, members)
+        files["link_command"] = artefact.link_shell  # how to redo the link by hand, in the artefact's folder
         compiler = ndk_compiler()
         if compiler is not None:
             artefact.link_command = link_android(archive, output, compiler)
             artefact.library = output
-        else:
-            artefact.link_shell = unlinked_android_command(archive, output, files["archive"]["members"])
-        files["link_command"] = artefact.link_shell or shlex.join(artefact.link_command)
     else:
         artefact.library = export_atomically(executable, output, _fcompile(named))
     if artefact.library is not None:
