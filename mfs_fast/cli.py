@@ -68,10 +68,11 @@ def _swap_aligned(args: argparse.Namespace) -> None:
     from .checkpoints import load_weights
     from .image_io import read_bgr, write_image
 
-    if args.weights is None:
-        raise MfsError("--weights DIR is required: a folder from `mfs-fast convert` or one holding the official files")
+    from .weights import load_starter_weights
+
     source, target = read_bgr(args.source), read_bgr(args.target)
-    result = swap_aligned(load_weights(args.weights), source, target)
+    models = load_weights(args.weights) if args.weights else load_starter_weights()
+    result = swap_aligned(models, source, target)
     inputs = (args.source, args.target)
     write_image(args.output, result.image, inputs=inputs)
     print(f"wrote {args.output}")
@@ -221,6 +222,12 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     print(f"wrote {', '.join(str(p) for p in paths)}")
 
 
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(args.output, target=args.target, weights=args.weights)
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from .train import StudentTrainer, load_config, train
 
@@ -253,7 +260,8 @@ def _cmd_doctor(args: argparse.Namespace) -> None:
 
 
 def _add_swapper_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", help="folder from `mfs-fast convert`, or one holding the official files")
+    p.add_argument("--weights", help="folder from `mfs-fast convert` or `mfs-fast train`, or one holding the official "
+                   "files (default: the bundled starter weights, see mfs_fast/weights/README.md)")
     p.add_argument("--faces", choices=("all", "largest"), default="all", help="which faces to swap")
     p.add_argument("--reference", help="swap only faces that look like the person in this image")
     p.add_argument("--similarity", type=float, help="cosine identity similarity needed with --reference "
@@ -362,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default="blazeface", help="blazeface, or the path of an SCRFD .onnx file")
     p.add_argument("-o", "--output", required=True, help="folder for metrics.json, metrics.md, samples.png")
     p.set_defaults(run=_cmd_eval)
+
+    p = sub.add_parser("demo", help="swap skimage's astronaut onto a photo (or a generated target), no files needed")
+    p.add_argument("--target", help="target photo (default: a generated one)")
+    p.add_argument("--weights", help="weights folder (default: the bundled starter weights)")
+    p.add_argument("-o", "--output", default="demo_out", help="folder for source/target/swapped/side_by_side.png")
+    p.set_defaults(run=_cmd_demo)
 
     p = sub.add_parser("train", help="train the student (or the quality regressor Q) from a TOML config")
     p.add_argument("--config", required=True, help="TOML file (see configs/ and mfs_fast/train/config.py)")

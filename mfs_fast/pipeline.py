@@ -57,8 +57,9 @@ class Swapper:
     """Swap the identity of ``source`` onto faces in frames, images and videos.
 
     ``source``: an image path, a BGR uint8 image (the largest face is used), or an
-    :class:`AlignedCrop`. ``weights``: a weights folder (converted or official files) or a
-    loaded :class:`FaceSwapModels`. ``backend``: a name, an ordered preference list (the first
+    :class:`AlignedCrop`. ``weights``: a weights folder (converted or official files), a
+    loaded :class:`FaceSwapModels`, or ``None`` for the project's bundled starter weights
+    (trained here, far below the official ones: see ``mfs_fast/weights/README.md``). ``backend``: a name, an ordered preference list (the first
     usable one is taken; skipped ones are logged, or are an error with ``strict=True``) or a
     backend object; ``swapper.backend.name`` says which runs. ``faces``: ``"all"`` or ``"largest"``; pass
     ``reference=<image>`` to swap only faces whose identity matches it: cosine similarity of
@@ -86,11 +87,11 @@ class Swapper:
         core: bool | None = None,
     ) -> None:
         if weights is None:
-            raise MfsError(
-                "no default weights are bundled yet: pass weights=DIR (a folder from `mfs-fast convert` "
-                "or one holding MobileFaceSwap_224.pdparams and arcface.pdparams)"
-            )
-        self.models = weights if isinstance(weights, FaceSwapModels) else load_weights(weights)
+            from .weights import load_starter_weights
+
+            self.models = load_starter_weights()
+        else:
+            self.models = weights if isinstance(weights, FaceSwapModels) else load_weights(weights)
         self.size = size
         named = isinstance(backend, (str, list, tuple))
         self.backend: Backend = create_backend(backend, self.models, strict=strict) if named else backend

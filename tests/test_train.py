@@ -43,7 +43,7 @@ def unnamed_folder(tmp_path_factory, photo_folder) -> Path:
 
 
 def _write_config(folder: Path, **fields) -> Path:
-    base = {"data": [str(next(iter(fields.pop("data"))))], "output": "out", "steps": 4, "sources_per_step": 1,
+    base = {"data": [str(p) for p in fields.pop("data")], "output": "out", "steps": 4, "sources_per_step": 1,
             "targets_per_source": 2, "log_every": 1, "sample_every": 2, "checkpoint_every": 2, "threads": 2}
     base.update(fields)
     lines = []

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Held-out evaluation of weights trained on configs/starter.toml (default: the bundled starter
+# weights), side by side with the two trivial baselines (target unchanged; aligned source
+# pasted with an ellipse mask). Sources and targets are exactly the files the config holds out.
+#
+#   scripts/eval-starter.sh [WEIGHTS_DIR] [OUT_DIR]      (needs ../shared/datasets/faces_v1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+weights="${1:-mfs_fast/weights/starter}"
+out="${2:-runs/starter-eval}"
+data="../shared/datasets/faces_v1"
+[ -d "$data" ] || { echo "faces_v1 not found at $data" >&2; exit 2; }
+img="$data/images"
+sources=(
+    "$img/duenf33_frdl__dataset_mel_gibson_00000000.jpg"
+    "$img/bhachauk_5celeb__test_mindy_kaling_mk.jpg"
+    "$img/bhachauk_5celeb__test_jerry_seinfeld_js.jpg"
+    "$img/bhachauk_5celeb__test_madonna_mad.jpg"
+    "$img/bhachauk_5celeb__test_elton_john_ej.jpg"
+)
+targets=()
+while IFS= read -r name; do targets+=("$img/$name"); done < <(
+    .venv/bin/python -c "import tomllib; print('\n'.join(h for h in tomllib.load(open('configs/starter.toml','rb'))['holdout'] if h.endswith('.jpg')))")
+targets+=("$data/videos/liveportrait__assets_examples_driving_d3.mp4" "$data/videos/liveportrait__assets_examples_driving_d19.mp4")
+exec .venv/bin/mfs-fast eval --sources "${sources[@]}" --targets "${targets[@]}" --weights "$weights" \
+    --methods model target paste-source --frames 8 --stride 10 -o "$out"
