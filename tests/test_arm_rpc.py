@@ -2,8 +2,9 @@
 
 The device is scripts/arm-rpc-server.sh: the aarch64 TVM runtime in an aarch64 Python under
 qemu user-mode emulation, behind a tracker on 127.0.0.1. `make arm-rpc-check` builds its root
-(~100 MB download, cached in ~/.cache/mfs_fast) and runs this; the normal suite runs it only
-where that root already exists. Latencies under emulation are not phone speeds.
+(~110 MB of wheels, cached in ~/.cache/mfs_fast; about 3.5 min from scratch here) and runs
+this; the normal suite runs it only where that root already exists. Latencies under emulation
+are not phone speeds.
 """
 
 import os
