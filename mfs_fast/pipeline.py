@@ -80,7 +80,7 @@ class Swapper:
         strict: bool = False,
         detector: str | FaceDetector = "blazeface",
         faces: str = "all",
-        reference: str | Path | np.ndarray | None = None,
+        reference: str | Path | np.ndarray | AlignedCrop | None = None,
         similarity: float | None = None,
         identity_encoder: "str | IdentityEncoder" = "dlib",
         size: int = DEFAULT_SIZE,
@@ -103,7 +103,11 @@ class Swapper:
         self.selector = FaceSelector(faces, threshold=similarity)
         if reference is not None:
             self.selector.encoder = self._identity_encoder(identity_encoder)
-            self.selector.set_reference(*self._largest_face(reference, "reference"))
+            if isinstance(reference, AlignedCrop):
+                check_bgr_image(reference.image)
+                self.selector.set_reference_crop(reference.image)
+            else:
+                self.selector.set_reference(*self._largest_face(reference, "reference"))
         self.stats = SwapStats()
         self.last_faces: list[Face] = []
         self.identity: IdentityWeights | None = None

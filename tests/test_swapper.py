@@ -135,12 +135,13 @@ def test_group_photo_all_largest_and_reference(official_models, detector, astron
     assert len(largest.last_faces) == 1
     assert largest.last_faces[0].area == max(f.area for f in everyone.last_faces)
 
-    # reference = one person of the photo: only that face matches (same crop -> similarity 1)
+    # reference = one person of the photo, as an aligned crop: only that face matches (the
+    # crop path agrees with the frame path to cosine >= 0.95; the nearest other face is 0.93)
     person = everyone.last_faces[2]
     crop = align_face(group, person.landmarks, 224).crop
     from mfs_fast.pipeline import AlignedCrop
 
-    picky = Swapper(astronaut, official_models, detector=detector, reference=AlignedCrop(crop), similarity=0.999)
+    picky = Swapper(astronaut, official_models, detector=detector, reference=AlignedCrop(crop), similarity=0.95)
     picky.swap(group)
     assert len(picky.last_faces) == 1
     np.testing.assert_allclose(picky.last_faces[0].box, person.box)

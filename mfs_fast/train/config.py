@@ -32,10 +32,12 @@ class TrainConfig:
     same_identity_share: float = 0.1  # target = another image of the source's person
     lr: float = 1e-4
     lr_discriminator: float = 2e-4
+    grad_clip: float = 10.0  # max global gradient norm of the student's parameters (0: no clipping)
     lambda_id: float = 3.0
     lambda_rec: float = 30.0
     lambda_per: float = 5.0
     lambda_mask: float = 10.0
+    mask_face_weight: float = 0.0  # also pull the mask toward 1 inside the face hull (see losses.weak_mask_loss)
     lambda_gan: float = 1.0
     lambda_attr: float = 1.0  # weak attribute loss (low-level identity-net maps vs the target)
     gan_start: int = 0  # step at which the adversarial loss starts
