@@ -61,7 +61,7 @@ setup(
     # optional: setuptools copies it next to _native (in-place and editable builds) only if built
     ext_modules=[CMakeExtension("mfs_fast._native"), CMakeExtension("mfs_fast._cuda", optional=True)],
     cmdclass={"build_ext": CMakeBuild},
-    # the project's own starter weights and their model card
+    # the project's own starter weights and their model card, once they exist
     package_data={"mfs_fast.weights": ["starter/*.json", "starter/*.safetensors", "*.md"]},
     entry_points={"console_scripts": ["mfs-fast=mfs_fast.cli:main"]},
     zip_safe=False,

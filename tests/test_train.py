@@ -189,3 +189,32 @@ def test_cli_train_runs_the_smoke_config(tmp_path, photo_folder, capsys):
     assert (tmp_path / "out" / "weights" / "manifest.json").is_file()
     assert main(["train", "--config", str(path), "--export-only"]) == 0
     assert "exported step 2" in capsys.readouterr().out
+
+
+def test_batch_norm_recalibration_makes_eval_match_training_mode():
+    """A conv whose output grew to ~1e19 (as in the first starter run): after recalibration
+    eval mode gives what training mode gives on the same data, with O(1) statistics."""
+    from mfs_fast.train.batchnorm import recalibrate_batch_norm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.LeakyReLU(0.2))
+    with torch.no_grad():
+        net[0].weight.mul_(1e19)
+        net[0].bias.mul_(1e19)
+    data = [torch.rand(8, 3, 16, 16) for _ in range(4)]
+
+    def run():
+        net.train()
+        for x in data:
+            net(x)
+            yield
+
+    assert recalibrate_batch_norm(net, run) == 1
+    assert float(net[1].running_var.max()) < 10 and torch.isfinite(net[1].running_mean).all()
+    batch = torch.cat(data)
+    with torch.no_grad():
+        net.train()
+        expected = net(batch)
+        net.eval()
+        got = net(batch)
+    assert torch.allclose(got, expected, atol=1e-3)

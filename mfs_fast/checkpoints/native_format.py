@@ -27,6 +27,8 @@ IRSE_KIND = "ir-se"
 STORAGE = ("fp32", "fp16", "int8")
 INT8_SCALE_SUFFIX = ".int8_scale"
 INT8_MIN_ELEMENTS = 4096
+# batch-norm statistics stay fp32 in every storage: they are tiny, and can exceed fp16's range
+FP32_ALWAYS = ("running_mean", "running_var")
 
 
 def sha256_of(path: Path) -> str:
@@ -107,7 +109,7 @@ def _empty_models(identity_kind: str, source: Path) -> FaceSwapModels:
 
 def encode_tensor(name: str, value: torch.Tensor, storage: str, field: str) -> dict[str, torch.Tensor]:
     """One state tensor as stored: as is, fp16, or int8 rows plus a per-row fp32 scale."""
-    if storage == "fp32" or not value.is_floating_point():
+    if storage == "fp32" or not value.is_floating_point() or name.endswith(FP32_ALWAYS):
         return {name: value}
     if storage == "int8" and field in ("iin", "identity") and value.dim() >= 2 and value.numel() >= INT8_MIN_ELEMENTS:
         rows = value.reshape(value.shape[0], -1).float()

@@ -34,6 +34,7 @@ from .teacher import create_teacher
 
 CHECKPOINT = "checkpoint.pt"
 PROBE_SOURCES = 4
+RECALIBRATION_GROUPS = 24  # (source, targets) groups measured for the exported BN statistics
 
 
 def pick_device(name: str) -> torch.device:
@@ -155,8 +156,10 @@ class StudentTrainer:
         from ..checkpoints import load_weights, save_weights
 
         folder = folder or self.output / "weights"
-        provenance = {"trained_by": "mfs-fast train", "steps": self.step, "data": self.config.data,
-                      "teacher": self.config.teacher or "none", "holdout": self.config.holdout}
+        provenance = {"trained_by": "mfs-fast train", "steps": self.step,
+                      "data": [Path(p).name for p in self.config.data],
+                      "teacher": self.config.teacher or "none", "holdout": self.config.holdout,
+                      "batch_norm_recalibrated": self.recalibrate()}
         self.student.eval()
         save_weights(self.student, folder, provenance=provenance, storage=self.config.export_storage)
         if self.config.export_storage != "fp32":
@@ -174,6 +177,21 @@ class StudentTrainer:
                                                    "on": "probe swaps, RGB in [0, 1]"}
             save_weights(self.student, folder, provenance=provenance, storage=self.config.export_storage)
         return folder
+
+    def recalibrate(self, groups: int = RECALIBRATION_GROUPS) -> int:
+        """Population BN statistics for the IDN (see :mod:`.batchnorm`) from fresh pairs."""
+        from .batchnorm import recalibrate_batch_norm
+
+        def run_batches():
+            set_train_mode(self.student)
+            for _ in range(groups):
+                group = self.sampler.group()
+                targets = group.targets.to(self.device).contiguous(memory_format=torch.channels_last)
+                swap_group(self.student, group.source.to(self.device), targets)
+                yield
+
+        with torch.no_grad():
+            return recalibrate_batch_norm(self.student.idn, run_batches)
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> StepLosses:

@@ -1,8 +1,9 @@
-"""The project's own starter weights, shipped in the package (model card: README.md here).
+"""Where the project's own starter weights go once they exist (issue #7, still open).
 
-``Swapper(source)`` with no ``weights=`` uses them. They were trained by ``mfs-fast train``
-on ``configs/starter.toml``; quality is far below the official MobileFaceSwap weights (see
-the model card), which ``weights=DIR`` loads instead.
+``Swapper(source)`` with no ``weights=`` loads ``starter/`` here. No starter weights are
+bundled yet: the first CPU run (``configs/starter.toml``, ~2,300 steps) did not produce a
+usable swapper (see the README), so until one does, ``weights=DIR`` is required and this
+module says so.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ def starter_weights_dir() -> Path:
     """Folder of the bundled starter weights (a CheckpointError if this install lacks them)."""
     if not (STARTER_DIR / "manifest.json").is_file():
         raise CheckpointError(
-            f"the bundled starter weights are missing from {STARTER_DIR} (a broken install?): "
-            "reinstall mfs_fast, or pass weights=DIR (a folder from `mfs-fast convert` or `mfs-fast train`)"
+            "no default weights are bundled yet: pass weights=DIR (a folder from `mfs-fast convert`, "
+            "`mfs-fast train`, or one holding MobileFaceSwap_224.pdparams and arcface.pdparams)"
         )
     return STARTER_DIR
 
