@@ -218,3 +218,21 @@ def test_batch_norm_recalibration_makes_eval_match_training_mode():
         net.eval()
         got = net(batch)
     assert torch.allclose(got, expected, atol=1e-3)
+
+
+def test_int8_storage_changes_outputs_little(tmp_path):
+    """The starter's storage, measured on fresh random weights: int8 IIN + fp16 rest vs fp32."""
+    from mfs_fast.checkpoints import load_weights, save_weights
+    from mfs_fast.models import IDN, IIN, FaceSwapModels
+    from mfs_fast.models.dlib_identity import DlibAdaptedIdentity
+    from mfs_fast.train.student import swap_group
+
+    models = FaceSwapModels(DlibAdaptedIdentity(), IIN(), IDN()).eval()
+    save_weights(models, tmp_path / "q", storage="int8")
+    quantized = load_weights(tmp_path / "q")
+    source, targets = torch.rand(3, 224, 224), torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        expected, _ = swap_group(models, source, targets)
+        got, _ = swap_group(quantized, source, targets)
+    assert float((got - expected).abs().max()) < 0.02  # of a [0, 1] range
+    assert float((got - expected).abs().mean()) < 0.002
