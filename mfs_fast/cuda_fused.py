@@ -77,6 +77,8 @@ class CudaFusedIDN:
     name = "fused-cuda"
     set_identity = FusedIDN.set_identity
     _check_bases = FusedIDN._check_bases
+    _engine = FusedIDN._engine  # the per-size engine cache; only _new_engine differs
+    _apply = FusedIDN._apply  # pointwise is always "factored" here
 
     def __init__(self, models, device: int = 0, graphs: bool = True, module: ModuleType | None = None) -> None:
         # FusedIDN's state (what its set_identity and _check_bases use), less its CPU options
@@ -93,21 +95,8 @@ class CudaFusedIDN:
         self._identity: tuple | None = None
         self._custom_bases: dict[int, np.ndarray] = {}
 
-    def _engine(self, height: int, width: int):
-        key = (height, width)
-        engine = self._engines.get(key)
-        if engine is None:
-            engine = self._cuda.CudaFusedIDN(height, width, self._heads, self._bases, device=self.device,
-                                             graphs=self.graphs)
-            for layer, base in self._custom_bases.items():
-                engine.set_base(layer, base)
-            if self._identity is not None:
-                self._apply(engine, self._identity)
-            self._engines[key] = engine
-        return engine
-
-    def _apply(self, engine, identity: tuple) -> None:
-        engine.set_identity_factored(*identity)
+    def _new_engine(self, height: int, width: int):
+        return self._cuda.CudaFusedIDN(height, width, self._heads, self._bases, device=self.device, graphs=self.graphs)
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Aligned RGB float32 batch N x 3 x S x S in [0, 1] -> (faces N x 3 x S x S, masks N x 1 x S x S)."""

@@ -116,13 +116,16 @@ class FusedIDN:
         key = (height, width)
         engine = self._engines.get(key)
         if engine is None:
-            engine = self._native.FusedIDN(height, width, self._heads, self._bases, self.isa)
+            engine = self._new_engine(height, width)
             for layer, base in self._custom_bases.items():
                 engine.set_base(layer, base)
             if self._identity is not None:
                 self._apply(engine, self._identity)
             self._engines[key] = engine
         return engine
+
+    def _new_engine(self, height: int, width: int):
+        return self._native.FusedIDN(height, width, self._heads, self._bases, self.isa)
 
     def _apply(self, engine, identity: tuple) -> None:
         if self.pointwise == "factored":
