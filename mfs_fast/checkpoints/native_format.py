@@ -107,6 +107,19 @@ def _empty_models(identity_kind: str, source: Path) -> FaceSwapModels:
     return FaceSwapModels(kinds[identity_kind](), IIN(), IDN())
 
 
+def storage_roundtrip(models: FaceSwapModels, storage: str) -> FaceSwapModels:
+    """What :func:`load_weights_dir` would return for ``models`` saved with ``storage``,
+    without writing files (to measure a lossy storage's error before saving)."""
+    copy = _empty_models(getattr(models.identity, "kind", IRSE_KIND), Path("<memory>"))
+    for fields in FILES.values():
+        for field in fields:
+            encoded = {}
+            for key, value in getattr(models, field).state_dict().items():
+                encoded.update(encode_tensor(key, value.detach().cpu().contiguous(), storage, field))
+            getattr(copy, field).load_state_dict(decode_tensors(encoded), strict=True)
+    return copy.eval()
+
+
 def encode_tensor(name: str, value: torch.Tensor, storage: str, field: str) -> dict[str, torch.Tensor]:
     """One state tensor as stored: as is, fp16, or int8 rows plus a per-row fp32 scale."""
     if storage == "fp32" or not value.is_floating_point() or name.endswith(FP32_ALWAYS):

@@ -48,12 +48,12 @@ class FaceSelector:
         """The same from an already aligned crop (our 224 alignment), through ``encoder.embed``."""
         import torch
 
+        from ..preprocess import bgr_to_tensor
+
         if self.encoder is None:
             raise MfsError("reference matching needs an identity encoder")
-        rgb = np.ascontiguousarray(aligned_bgr[..., ::-1].transpose(2, 0, 1))
         with torch.no_grad():
-            features = self.encoder.embed(torch.from_numpy(rgb).float().div_(255.0)[None])
-        self.reference = features.embedding[0].numpy()
+            self.reference = self.encoder.embed(bgr_to_tensor(aligned_bgr)).embedding[0].numpy()
 
     def similarities(self, frame: np.ndarray, faces: list[Face]) -> list[float]:
         """Cosine similarity of each face's identity embedding to the reference."""

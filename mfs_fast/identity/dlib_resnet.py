@@ -119,6 +119,7 @@ class DlibResNet(nn.Module):
             blocks.append(_ResidualBlock(layers[i:i + length], channels))
             channels, i = blocks[-1].out_channels, i + length
         self.blocks = nn.ModuleList(blocks)
+        self._ends = self._stage_ends()  # block index -> map name; the input size is fixed
         pool = layers[-2].ints
         if pool[:2] != [0, 0]:
             raise CheckpointError(f"expected a global average pool before the descriptor, got window {pool[:2]}")
@@ -132,7 +133,7 @@ class DlibResNet(nn.Module):
 
     def stage_names(self) -> list[str]:
         """Names of the maps :meth:`forward` returns: the output of each stage, e.g. ``256x4x4``."""
-        return list(self._stage_ends().values())
+        return list(self._ends.values())
 
     def _stage_ends(self) -> dict[int, str]:
         """Block index -> map name for the last block before each down block (and the last)."""
@@ -164,10 +165,10 @@ class DlibResNet(nn.Module):
         # channels-last: oneDNN's convolutions (and their backward) are ~5x faster so on CPU
         x = ((chips - self.mean) * (1.0 / 256.0)).contiguous(memory_format=torch.channels_last)
         x = self.stem_pool(F.relu(self.stem_affine(self.stem_conv(x))))
-        maps, ends = {}, self._stage_ends()
+        maps = {}
         for i, block in enumerate(self.blocks):
             x = block(x)
-            if i in ends:
-                maps[ends[i]] = x
+            if i in self._ends:
+                maps[self._ends[i]] = x
         pooled = x.mean(dim=(2, 3))
         return DlibFeatures(pooled @ self.projection, pooled, maps)

@@ -16,7 +16,6 @@ the installed package); only the adapter's 0.46M parameters are saved with the w
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -39,16 +38,21 @@ class DlibAdaptedIdentity(nn.Module):
             from ..identity import DlibIdentityEncoder
 
             encoder = DlibIdentityEncoder()
-        # kept out of the module tree: not saved, not trained, not moved by .to() of the bundle
-        self.__dict__["encoder"] = encoder
+        self.use_encoder(encoder)
         self.embedding = nn.Linear(128, STYLE_DIM)
         self.map_in = nn.Conv2d(256, STYLE_DIM, 1)
         self.map_out = nn.Conv2d(STYLE_DIM, STYLE_DIM, 1)
 
+    def use_encoder(self, encoder) -> None:
+        """Set the dlib encoder, kept out of the module tree: not saved, not trained, not
+        moved by the bundle's ``.to()`` (one encoder can serve a student and its copies)."""
+        self.__dict__["encoder"] = encoder
+
     def prepare(self, aligned_bgr: np.ndarray) -> Tensor:
         """Aligned BGR uint8 crop -> this net's input (RGB 1 x 3 x S x S in [0, 1])."""
-        rgb = cv2.cvtColor(aligned_bgr, cv2.COLOR_BGR2RGB)
-        return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255.0)[None]
+        from ..preprocess import bgr_to_tensor
+
+        return bgr_to_tensor(aligned_bgr)
 
     def adapt(self, embedding: Tensor, dlib_map: Tensor) -> tuple[Tensor, Tensor]:
         """dlib outputs (N x 128, N x 256 x 4 x 4) -> IIN inputs (N x 512, N x 512 x 7 x 7)."""

@@ -60,9 +60,6 @@ def _to_bgr(image: torch.Tensor) -> np.ndarray:
 class StepLosses:
     values: dict[str, float]
 
-    def line(self) -> str:
-        return " ".join(f"{k}={v:.4f}" for k, v in self.values.items())
-
 
 class StudentTrainer:
     """Trains identity adapter + IIN + IDN (and the discriminator) per the config."""
@@ -92,7 +89,7 @@ class StudentTrainer:
                 raise MfsError("init_weights: training starts only from dlib-adapter weights (ours), not from ArcFace ones")
         else:
             self.student = new_student(self.encoder)
-        self.student.identity.__dict__["encoder"] = self.encoder
+        self.student.identity.use_encoder(self.encoder)
         for module in trainable_modules(self.student):
             module.to(self.device)
         self.discriminator = MultiScaleDiscriminator().to(self.device)
@@ -153,7 +150,8 @@ class StudentTrainer:
     def export(self, folder: Path | None = None) -> Path:
         """Write the student's weights; with a lossy storage, also measure what it costs: the
         probe swaps of the stored weights vs the fp32 student (recorded in the manifest)."""
-        from ..checkpoints import load_weights, save_weights
+        from ..checkpoints import save_weights
+        from ..checkpoints.native_format import storage_roundtrip
 
         folder = folder or self.output / "weights"
         provenance = {"trained_by": "mfs-fast train", "steps": self.step,
@@ -161,10 +159,9 @@ class StudentTrainer:
                       "teacher": self.config.teacher or "none", "holdout": self.config.holdout,
                       "batch_norm_recalibrated": self.recalibrate()}
         self.student.eval()
-        save_weights(self.student, folder, provenance=provenance, storage=self.config.export_storage)
         if self.config.export_storage != "fp32":
-            stored = load_weights(folder)
-            stored.identity.__dict__["encoder"] = self.encoder
+            stored = storage_roundtrip(self.student, self.config.export_storage)
+            stored.identity.use_encoder(self.encoder)
             for module in trainable_modules(stored):
                 module.to(self.device)
             errors = []
@@ -175,7 +172,7 @@ class StudentTrainer:
             error = torch.cat([e.flatten() for e in errors])
             provenance["storage_error_vs_fp32"] = {"max_abs": float(error.max()), "mean_abs": float(error.mean()),
                                                    "on": "probe swaps, RGB in [0, 1]"}
-            save_weights(self.student, folder, provenance=provenance, storage=self.config.export_storage)
+        save_weights(self.student, folder, provenance=provenance, storage=self.config.export_storage)
         return folder
 
     def recalibrate(self, groups: int = RECALIBRATION_GROUPS) -> int:
