@@ -231,7 +231,9 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from .train import StudentTrainer, load_config, train
 
-    config = load_config(args.config, {"steps": args.steps, "output": args.output, "device": args.device})
+    # --output is a path typed on the command line: relative to here, not to the config file
+    output = str(Path(args.output).resolve()) if args.output else None
+    config = load_config(args.config, {"steps": args.steps, "output": output, "device": args.device})
     if args.export_only:
         if config.kind != "student":
             raise MfsError("--export-only applies to kind = \"student\" configs")
@@ -380,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the student (or the quality regressor Q) from a TOML config")
     p.add_argument("--config", required=True, help="TOML file (see configs/ and mfs_fast/train/config.py)")
     p.add_argument("--steps", type=int, help="override the config's steps (a run resumes from its checkpoint)")
-    p.add_argument("--output", help="override the config's output folder")
+    p.add_argument("--output", help="override the config's output folder (relative to the current directory)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the config's device")
     p.add_argument("--export-only", action="store_true", help="write weights from the last checkpoint and stop")
     p.set_defaults(run=_cmd_train)

@@ -159,7 +159,7 @@ def test_distillation_from_onnx_and_model_teachers_and_quality_regressor(tmp_pat
     scores = load_quality_model(q_file)(torch.rand(3, 3, 224, 224))
     assert scores.shape == (3,) and bool(((scores >= 0) & (scores <= 1)).all())
 
-    for spec in ({"kind": "onnx", "path": str(graph)}, {"kind": "mfs", "weights": str(run)}):
+    for spec in ({"kind": "onnx", "path": str(graph)}, {"kind": "mfs", "weights": str(run)}, {"kind": "mesh-warp"}):
         folder = tmp_path / spec["kind"]
         folder.mkdir()
         config = load_config(_write_config(folder, data=[unnamed_folder], steps=2, teacher=spec, quality_model=str(q_file),
@@ -175,9 +175,46 @@ def _cross_group(trainer):
     from mfs_fast.train.data import PairGroup
 
     cache = trainer.cache
-    targets = [cache.augmented(i) for i in (1, 2)]
-    return PairGroup(cache.augmented(0)[0], torch.stack([t[0] for t in targets]), torch.stack([t[1] for t in targets]),
-                     torch.tensor([False, False]))
+    source, targets = cache.sample(0), [cache.sample(i) for i in (1, 2)]
+    return PairGroup(source.image, torch.stack([t.image for t in targets]), torch.stack([t.face_mask for t in targets]),
+                     torch.tensor([False, False]), source.points, torch.stack([t.points for t in targets]))
+
+
+def test_kernel_gain_loss_is_free_in_its_band_and_pulls_back_outside():
+    from mfs_fast.train.losses import KERNEL_GAIN, kernel_gain_loss
+
+    def kernels(gain: float) -> torch.Tensor:
+        k = torch.randn(16, 1, 3, 3)
+        k = k / k.pow(2).flatten(1).sum(1).mean().sqrt() * gain ** 0.5  # mean ||k_c||^2 = gain
+        return k.requires_grad_(True)
+
+    assert float(kernel_gain_loss([kernels(KERNEL_GAIN * 1.5), kernels(KERNEL_GAIN / 1.5)]).detach()) == 0.0
+    for gain, direction in ((KERNEL_GAIN * 50, -1), (KERNEL_GAIN / 50, 1)):
+        k = kernels(gain)
+        loss = kernel_gain_loss([k])
+        assert float(loss.detach()) > 1.0
+        loss.backward()
+        # a gradient step changes the kernel's scale toward the band
+        assert direction * float((k.grad * k).sum()) < 0
+
+
+def test_cosine_learning_rate_runs_from_lr_to_lr_final(tmp_path, photo_folder):
+    from mfs_fast.train.trainer import learning_rate
+
+    config = load_config(_write_config(tmp_path, data=[photo_folder], steps=101, lr=1e-3, lr_schedule="cosine",
+                                       lr_final=1e-5))
+    rates = [learning_rate(config, step) for step in range(101)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5) and rates[50] == pytest.approx(5.05e-4)
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    constant = load_config(_write_config(tmp_path, data=[photo_folder], lr=1e-3))
+    assert learning_rate(constant, 77) == 1e-3
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'data = ["{photo_folder}"]\nlr_schedule = "linear"\n')
+    with pytest.raises(MfsError, match="lr_schedule must be one of"):
+        load_config(bad)
+    bad.write_text(f'data = ["{photo_folder}"]\nteacher = {{ kind = "gan" }}\n')
+    with pytest.raises(MfsError, match="teacher.kind must be one of mfs, onnx, mesh-warp"):
+        load_config(bad)
 
 
 def test_cli_train_runs_the_smoke_config(tmp_path, photo_folder, capsys):

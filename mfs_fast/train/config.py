@@ -10,6 +10,8 @@ from typing import Any
 from ..errors import MfsError
 
 KINDS = ("student", "quality")
+LR_SCHEDULES = ("constant", "cosine")
+TEACHER_KINDS = ("mfs", "onnx", "mesh-warp")  # see .teacher.create_teacher
 
 
 @dataclass
@@ -31,6 +33,8 @@ class TrainConfig:
     same_image_share: float = 0.2  # target = the source image itself (reconstruction)
     same_identity_share: float = 0.1  # target = another image of the source's person
     lr: float = 1e-4
+    lr_schedule: str = "constant"  # "constant" or "cosine" (down to lr_final at the last step)
+    lr_final: float = 1e-5
     lr_discriminator: float = 2e-4
     grad_clip: float = 10.0  # max global gradient norm of the student's parameters (0: no clipping)
     lambda_id: float = 3.0
@@ -39,9 +43,10 @@ class TrainConfig:
     lambda_mask: float = 10.0
     mask_face_weight: float = 0.0  # also pull the mask toward 1 inside the face hull (see losses.weak_mask_loss)
     lambda_gan: float = 1.0
+    lambda_kernel: float = 0.0  # keeps the predicted depthwise kernels at unit gain (see losses.kernel_gain_loss)
     lambda_attr: float = 1.0  # weak attribute loss (low-level identity-net maps vs the target)
     gan_start: int = 0  # step at which the adversarial loss starts
-    teacher: dict[str, Any] = field(default_factory=dict)  # {} | {kind="mfs", weights=DIR} | {kind="onnx", path=F}
+    teacher: dict[str, Any] = field(default_factory=dict)  # {} | {kind="mfs", weights=DIR} | {kind="onnx", path=F} | {kind="mesh-warp"}
     quality_model: str = ""  # a Q checkpoint (from kind="quality"); teacher samples are weighted by it
     snapshots: str = ""  # kind="quality": folder of snapshots written by a teacher's run
     init_weights: str = ""  # start the student from this weights folder
@@ -84,8 +89,10 @@ class TrainConfig:
             raise MfsError("config: steps, sources_per_step and targets_per_source must be >= 1")
         if not 0 <= self.same_image_share + self.same_identity_share <= 1:
             raise MfsError("config: same_image_share + same_identity_share must lie in [0, 1]")
-        if self.teacher and self.teacher.get("kind") not in ("mfs", "onnx"):
-            raise MfsError(f"config: teacher.kind must be \"mfs\" or \"onnx\", got {self.teacher.get('kind')!r}")
+        if self.teacher and self.teacher.get("kind") not in TEACHER_KINDS:
+            raise MfsError(f"config: teacher.kind must be one of {', '.join(TEACHER_KINDS)}, got {self.teacher.get('kind')!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise MfsError(f"config: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 The cache is built once per data set (detection, alignment, face-hull masks are the slow
 part) and holds JPEG-encoded 224 crops, PNG face masks (the convex hull of the 468-point
-mesh, in crop coordinates: what is *not* face is background for the weak mask loss) and an
-identity label per crop (the ``identity`` column of a ``manifest.csv`` next to the files when
+mesh, in crop coordinates: what is *not* face is background for the weak mask loss), the mesh
+points themselves (for the mesh-warp teacher) and an identity label per crop (the ``identity`` column of a ``manifest.csv`` next to the files when
 there is one, else one identity per photo or clip).
 """
 
@@ -25,7 +25,7 @@ from ..errors import MfsError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: mesh points stored
 
 
 def _media_files(folders: list[str]) -> list[Path]:
@@ -77,14 +77,18 @@ def _frames_of(path: Path, stride: int, limit: int):
                 return
 
 
-def face_hull_mask(frame: np.ndarray, face, matrix: np.ndarray, size: int, mesh) -> np.ndarray:
-    """uint8 size x size mask (255 = face) in crop coordinates: the hull of the face mesh."""
+def crop_mesh_points(frame: np.ndarray, face, matrix: np.ndarray, mesh) -> np.ndarray:
+    """The 468 face-mesh points (x, y) of ``face``, mapped into crop coordinates by ``matrix``."""
     from ..face.face_mesh import roi_from_detection
 
     points = mesh.run(frame, [roi_from_detection(face.box, face.landmarks)])[0].points[:, :2]
-    crop_points = np.hstack([points, np.ones((len(points), 1))]) @ matrix.T
+    return (np.hstack([points, np.ones((len(points), 1))]) @ matrix.T).astype(np.float32)
+
+
+def hull_mask(points: np.ndarray, size: int) -> np.ndarray:
+    """uint8 size x size mask (255 = face): the convex hull of the mesh points."""
     mask = np.zeros((size, size), np.uint8)
-    cv2.fillConvexPoly(mask, cv2.convexHull(crop_points.astype(np.int32)), 255)
+    cv2.fillConvexPoly(mask, cv2.convexHull(points.astype(np.int32)), 255)
     return mask
 
 
@@ -114,7 +118,7 @@ def build_cache(folders: list[str], cache: str | Path, size: int = 224, holdout:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        entries, crops, masks = _cache_faces(files, holdout, identities, detector, mesh, size, video_stride,
+        entries, crops, masks, points = _cache_faces(files, holdout, identities, detector, mesh, size, video_stride,
                                              video_frames, max_faces)
     finally:
         torch.set_num_threads(threads)
@@ -124,6 +128,10 @@ def build_cache(folders: list[str], cache: str | Path, size: int = 224, holdout:
         tmp = folder / f".{name}.tmp"
         tmp.write_bytes(bytes(blob))
         os.replace(tmp, folder / name)
+    tmp = folder / ".points.npy.tmp"
+    with tmp.open("wb") as f:
+        np.save(f, np.stack(points).astype(np.float32))
+    os.replace(tmp, folder / "points.npy")
     tmp = folder / ".index.json.tmp"
     tmp.write_text(json.dumps({"key": key, "size": size, "entries": entries}))
     os.replace(tmp, index_path)
@@ -133,7 +141,7 @@ def build_cache(folders: list[str], cache: str | Path, size: int = 224, holdout:
 def _cache_faces(files, holdout, identities, detector, mesh, size, video_stride, video_frames, max_faces):
     from ..face import align_face
 
-    entries, crops, masks = [], bytearray(), bytearray()
+    entries, crops, masks, points = [], bytearray(), bytearray(), []
     for path in tqdm(files, desc="caching aligned faces", unit="file"):
         identity = identities.get(str(path.resolve()), path.stem)
         if is_held_out(path, identity, holdout):
@@ -145,14 +153,23 @@ def _cache_faces(files, holdout, identities, detector, mesh, size, video_stride,
             face = max(faces, key=lambda f: f.area)
             aligned = align_face(frame, face.landmarks, size)
             jpeg = cv2.imencode(".jpg", aligned.crop, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
-            png = cv2.imencode(".png", face_hull_mask(frame, face, aligned.matrix, size, mesh))[1].tobytes()
+            mesh_points = crop_mesh_points(frame, face, aligned.matrix, mesh)
+            png = cv2.imencode(".png", hull_mask(mesh_points, size))[1].tobytes()
             entries.append({"file": str(path), "frame": frame_index, "identity": identity,
                             "crop": [len(crops), len(jpeg)], "mask": [len(masks), len(png)]})
             crops += jpeg
             masks += png
+            points.append(mesh_points)
         if max_faces and len(entries) >= max_faces:
             break
-    return entries, crops, masks
+    return entries, crops, masks, points
+
+
+@dataclass
+class FaceSample:
+    image: torch.Tensor  # RGB 3 x S x S float in [0, 1]
+    face_mask: torch.Tensor  # 1 x S x S in {0, 1}
+    points: torch.Tensor  # 468 x 2 mesh points, crop coordinates
 
 
 class FaceCache:
@@ -162,6 +179,7 @@ class FaceCache:
         self.entries = info.entries
         self.crops = np.fromfile(info.folder / "crops.bin", dtype=np.uint8)
         self.masks = np.fromfile(info.folder / "masks.bin", dtype=np.uint8)
+        self.points = np.load(info.folder / "points.npy")
         self.size = size
         self.rng = np.random.default_rng(seed)
         self.by_identity: dict[str, list[int]] = {}
@@ -180,10 +198,15 @@ class FaceCache:
         mask = cv2.imdecode(self.masks[start:start + length], cv2.IMREAD_GRAYSCALE)
         return crop, mask
 
-    def augmented(self, i: int, augment: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """(RGB 3 x S x S float in [0, 1], 1 x S x S face mask in {0, 1}) with flip, small
-        affine and colour jitter applied to both consistently."""
+    def mean_points(self) -> np.ndarray:
+        """The average mesh (468 x 2, crop coordinates): a shape to triangulate once."""
+        return self.points.mean(axis=0)
+
+    def sample(self, i: int, augment: bool = True) -> FaceSample:
+        """Entry ``i`` with flip, small affine and colour jitter applied to crop, mask and mesh
+        points consistently."""
         crop, mask = self.raw(i)
+        points = self.points[i].copy()
         if augment:
             rng, s = self.rng, self.size
             angle, scale = rng.uniform(-5, 5), rng.uniform(0.95, 1.05)
@@ -191,8 +214,10 @@ class FaceCache:
             matrix[:, 2] += rng.uniform(-4, 4, size=2)
             crop = cv2.warpAffine(crop, matrix, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
             mask = cv2.warpAffine(mask, matrix, (s, s), flags=cv2.INTER_NEAREST)
+            points = points @ matrix[:, :2].T + matrix[:, 2]
             if rng.random() < 0.5:
                 crop, mask = crop[:, ::-1], mask[:, ::-1]
+                points[:, 0] = s - 1 - points[:, 0]
         image = torch.from_numpy(np.ascontiguousarray(crop[..., ::-1].transpose(2, 0, 1))).float().div_(255.0)
         if augment:
             gain = 1 + torch.from_numpy(self.rng.uniform(-0.1, 0.1, size=(3, 1, 1))).float()
@@ -200,7 +225,13 @@ class FaceCache:
             mean = image.mean()
             image = ((image - mean) * contrast + mean) * gain
             image = image.clamp_(0, 1)
-        return image, torch.from_numpy(np.ascontiguousarray(mask) > 127).float()[None]
+        face = torch.from_numpy(np.ascontiguousarray(mask) > 127).float()[None]
+        return FaceSample(image, face, torch.from_numpy(points.astype(np.float32)))
+
+    def augmented(self, i: int, augment: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(RGB 3 x S x S float in [0, 1], 1 x S x S face mask in {0, 1}) of :meth:`sample`."""
+        sample = self.sample(i, augment)
+        return sample.image, sample.face_mask
 
 
 @dataclass
@@ -211,6 +242,8 @@ class PairGroup:
     targets: torch.Tensor  # M x 3 x S x S
     target_masks: torch.Tensor  # M x 1 x S x S
     reconstruction: torch.Tensor  # M bools: target shows the source's person (same image or same identity)
+    source_points: torch.Tensor | None = None  # 468 x 2 mesh points of the source
+    target_points: torch.Tensor | None = None  # M x 468 x 2
 
 
 class PairSampler:
@@ -227,9 +260,9 @@ class PairSampler:
     def group(self) -> PairGroup:
         rng, n = self.rng, len(self.cache)
         source_index = int(rng.integers(n))
-        source, _ = self.cache.augmented(source_index)
+        source = self.cache.sample(source_index)
         person = self.cache.by_identity[self.cache.entries[source_index]["identity"]]
-        targets, masks, recon = [], [], []
+        targets, recon = [], []
         for _ in range(self.m):
             u = rng.random()
             if u < self.same_image:
@@ -239,8 +272,7 @@ class PairSampler:
             else:
                 index = int(rng.integers(n))
                 is_recon = self.cache.entries[index]["identity"] == self.cache.entries[source_index]["identity"]
-            image, mask = self.cache.augmented(index)
-            targets.append(image)
-            masks.append(mask)
+            targets.append(self.cache.sample(index))
             recon.append(is_recon)
-        return PairGroup(source, torch.stack(targets), torch.stack(masks), torch.tensor(recon))
+        return PairGroup(source.image, torch.stack([t.image for t in targets]), torch.stack([t.face_mask for t in targets]),
+                         torch.tensor(recon), source.points, torch.stack([t.points for t in targets]))

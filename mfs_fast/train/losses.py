@@ -8,11 +8,17 @@
   pose, expression and lighting follow the target when no teacher says what they should be;
 - weak mask: the fusion mask should be 0 on background (outside the face-mesh hull);
 - adversarial: hinge loss with a multi-scale patch discriminator;
+- kernel gain: the IIN's predicted depthwise kernels kept near He gain. The IDN's main path
+  has no normalisation until the output head's batch norm, so the whole U-Net is invariant to
+  the kernels' scale during training and Adam's noise lets that scale drift without bound
+  (observed: activations ~1e19, batch-norm running variance inf, colour blobs in eval mode);
 - distillation: L1 + perceptual to a teacher's output, per sample weighted by
   alpha = cos(id(source), id(teacher_out))^2 x Q(teacher_out).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -48,6 +54,19 @@ def weak_mask_loss(mask: Tensor, face_mask: Tensor, face_weight: float = 0.0) ->
     return loss
 
 
+KERNEL_GAIN = 2.0  # He: a leaky ReLU halves the variance, the kernel doubles it back
+KERNEL_GAIN_SLACK = math.log(2.0)  # free within [gain / 2, gain x 2] (fresh IINs give 0.9-2.3)
+
+
+def kernel_gain_loss(depthwise: list[Tensor], gain: float = KERNEL_GAIN) -> Tensor:
+    """Mean over layers of relu(|log(mean_c ||k_c||^2 / gain)| - log 2)^2, depthwise kernels C x 1 x k x k."""
+    terms = []
+    for k in depthwise:
+        log_ratio = (k.float().pow(2).flatten(1).sum(dim=1).mean() / gain).clamp_min(1e-12).log()
+        terms.append(F.relu(log_ratio.abs() - KERNEL_GAIN_SLACK).pow(2))
+    return sum(terms) / len(terms)
+
+
 def distillation_weight(source_embedding: Tensor, teacher_embedding: Tensor, quality: Tensor | None) -> Tensor:
     """alpha = cos(z_id(source), z_id(teacher_out))^2 x Q(teacher_out), per sample, no gradient."""
     alpha = (source_embedding * teacher_embedding).sum(dim=1).clamp_min(0.0) ** 2
@@ -75,6 +94,7 @@ __all__ = [
     "hinge_discriminator_loss",
     "hinge_generator_loss",
     "identity_loss",
+    "kernel_gain_loss",
     "masked_mean",
     "per_sample_l1",
     "perceptual_loss",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..models import IDN, IIN, FaceSwapModels, l2_normalize
+from ..models.identity_weights import IdentityWeights
 from ..models.dlib_identity import DlibAdaptedIdentity
 
 
@@ -28,8 +29,12 @@ def set_train_mode(models: FaceSwapModels) -> None:
             module.eval()
 
 
+def inject(models: FaceSwapModels, source: Tensor) -> IdentityWeights:
+    """The IDN's kernels for one source crop (3 x S x S), with gradients."""
+    embedding, feature_map = models.identity(source[None])
+    return models.iin(l2_normalize(embedding), feature_map)
+
+
 def swap_group(models: FaceSwapModels, source: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """One source (3 x S x S) onto its targets (M x 3 x S x S) -> (results, masks), with gradients."""
-    embedding, feature_map = models.identity(source[None])
-    weights = models.iin(l2_normalize(embedding), feature_map)
-    return models.idn(targets, weights)
+    return models.idn(targets, inject(models, source))

@@ -5,6 +5,8 @@
 - ``onnx``: a face-swapper a user supplies as ONNX, with two inputs (source, target), each
   RGB N x 3 x S x S float in [0, 1], and one output of the same layout (S is read from the
   graph; crops are resized to it and back);
+- ``mesh-warp``: a classical swap (the source's face mesh warped onto the target's, colour
+  matched, blended; see :mod:`.warp_teacher`): needs no weights at all;
 - none: the paper's "no distillation" setting.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -24,6 +27,7 @@ from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 class Teacher(Protocol):
     name: str
+    needs_points: bool  # called with the mesh points of source and targets as well
 
     def __call__(self, source: Tensor, targets: Tensor) -> Tensor:
         """One source (3 x S x S) onto M targets (M x 3 x S x S) -> M x 3 x S x S, RGB [0, 1]."""
@@ -43,6 +47,8 @@ def identity_features(models: FaceSwapModels, source: Tensor) -> tuple[Tensor, T
 class ModelTeacher:
     """A MobileFaceSwap model (official weights or ours) as teacher."""
 
+    needs_points = False
+
     def __init__(self, models: FaceSwapModels, name: str = "mfs") -> None:
         self.models, self.name = models.eval(), name
 
@@ -56,6 +62,8 @@ class ModelTeacher:
 
 class OnnxTeacher:
     """A user-supplied ONNX face swapper with inputs (source, target) and one output."""
+
+    needs_points = False
 
     def __init__(self, path: str | Path) -> None:
         import onnxruntime as ort
@@ -89,10 +97,17 @@ class OnnxTeacher:
         return result.clamp(0, 1)
 
 
-def create_teacher(spec: dict) -> Teacher | None:
-    """``{}`` -> None (no distillation); ``{kind="mfs", weights=DIR}``; ``{kind="onnx", path=FILE}``."""
+def create_teacher(spec: dict, mean_points: np.ndarray | None = None) -> Teacher | None:
+    """``{}`` -> None (no distillation); ``{kind="mfs", weights=DIR}``; ``{kind="onnx", path=FILE}``;
+    ``{kind="mesh-warp"}`` (``mean_points``: the data's average mesh, triangulated once)."""
     if not spec:
         return None
+    if spec.get("kind") == "mesh-warp":
+        from .warp_teacher import MeshWarpTeacher, triangulate
+
+        if mean_points is None:
+            raise MfsError("the mesh-warp teacher needs the cache's average mesh to triangulate")
+        return MeshWarpTeacher(triangulate(mean_points))
     if spec.get("kind") == "mfs":
         from ..checkpoints import load_weights
 

@@ -24,12 +24,13 @@ from .losses import (
     hinge_discriminator_loss,
     hinge_generator_loss,
     identity_loss,
+    kernel_gain_loss,
     masked_mean,
     per_sample_l1,
     perceptual_loss,
     weak_mask_loss,
 )
-from .student import new_student, set_train_mode, swap_group, trainable_modules
+from .student import inject, new_student, set_train_mode, swap_group, trainable_modules
 from .teacher import create_teacher
 
 CHECKPOINT = "checkpoint.pt"
@@ -54,6 +55,14 @@ def _atomic_torch_save(obj, path: Path) -> None:
 def _to_bgr(image: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray((image.detach().float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0) * 255 + 0.5)
                                 .astype(np.uint8)[..., ::-1])
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The student's learning rate at ``step`` (0-based): constant, or cosine to ``lr_final``."""
+    if config.lr_schedule != "cosine":
+        return config.lr
+    progress = min(step / max(config.steps - 1, 1), 1.0)
+    return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -97,7 +106,7 @@ class StudentTrainer:
         self.opt_g = torch.optim.Adam(params, lr=config.lr, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator, betas=(0.5, 0.999))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.teacher = create_teacher(config.teacher)
+        self.teacher = create_teacher(config.teacher, self.cache.mean_points())
         self.quality = None
         if config.quality_model:
             from .quality import load_quality_model
@@ -197,18 +206,23 @@ class StudentTrainer:
         groups = [self.sampler.group() for _ in range(config.sources_per_step)]
         with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
             results, masks, targets, face_masks, recon, sources_rep, teacher_out = [], [], [], [], [], [], []
+            kernels = []
             for group in groups:
                 # channels-last: the depthwise convs' backward is ~5x faster so on CPU
                 source = group.source.to(device)
                 group_targets = group.targets.to(device).contiguous(memory_format=torch.channels_last)
-                result, mask = swap_group(self.student, source, group_targets)
+                weights = inject(self.student, source)
+                kernels += [*weights.encoder_depthwise, *weights.decoder_depthwise]
+                result, mask = self.student.idn(group_targets, weights)
                 results.append(result)
                 masks.append(mask)
                 targets.append(group_targets)
                 face_masks.append(group.target_masks.to(device))
                 recon.append(group.reconstruction.to(device))
                 sources_rep.append(source[None].expand(len(group_targets), -1, -1, -1))
-                if self.teacher is not None:
+                if self.teacher is not None and self.teacher.needs_points:
+                    teacher_out.append(self.teacher(source, group_targets, group.source_points, group.target_points))
+                elif self.teacher is not None:
                     teacher_out.append(self.teacher(source, group_targets))
             result, mask, target = torch.cat(results), torch.cat(masks), torch.cat(targets)
             face_mask, recon, source = torch.cat(face_masks), torch.cat(recon).float(), torch.cat(sources_rep)
@@ -226,6 +240,12 @@ class StudentTrainer:
             total = (config.lambda_id * losses["id"] + config.lambda_rec * losses["rec"]
                      + config.lambda_per * losses["per"] + config.lambda_attr * losses["attr"]
                      + config.lambda_mask * losses["mask"])
+            if config.lambda_kernel:
+                losses["kernel"] = kernel_gain_loss(kernels)
+                total = total + config.lambda_kernel * losses["kernel"]
+            with torch.no_grad():  # health: a collapsing mask or drifting kernels show here first
+                losses["mask_face"] = (mask * face_mask).sum() / face_mask.sum().clamp_min(1.0)
+                losses["kernel_gain"] = torch.stack([k.detach().float().pow(2).flatten(1).sum(1).mean() for k in kernels]).max()
             if teacher_out:
                 teach = torch.cat(teacher_out).float()
                 with torch.no_grad():
@@ -240,6 +260,7 @@ class StudentTrainer:
             if use_gan:
                 losses["gan_g"] = hinge_generator_loss(self.discriminator(result))
                 total = total + config.lambda_gan * losses["gan_g"]
+        self._set_learning_rate()
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         if config.grad_clip:
@@ -261,6 +282,10 @@ class StudentTrainer:
         if not all(math.isfinite(v) for v in values.values()):
             raise MfsError(f"training diverged at step {self.step}: {values}")
         return StepLosses(values)
+
+    def _set_learning_rate(self) -> None:
+        for group in self.opt_g.param_groups:
+            group["lr"] = learning_rate(self.config, self.step)
 
     # ------------------------------------------------------------------ outputs
     @torch.no_grad()
