@@ -364,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--weights", help="weights folder for the model method")
     weights.add_argument("--random-weights", type=int, metavar="SEED", help="seeded random weights (smoke runs)")
     p.add_argument("--methods", nargs="+", default=["model", "target", "paste-source"],
-                   choices=("model", "target", "paste-source"), help="methods to compare (default: all three)")
+                   choices=("model", "target", "paste-source", "mesh-warp"),
+                   help="methods to compare (default: model target paste-source; mesh-warp: the classical swap)")
     p.add_argument("--frames", type=int, default=16, help="video targets: how many frames to process")
     p.add_argument("--stride", type=int, default=1, help="video targets: take every k-th frame")
     p.add_argument("--samples", type=int, default=4, help="(source, target) pairs shown in samples.png")

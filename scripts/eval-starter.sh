@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Held-out evaluation of weights trained on configs/starter.toml (default: the bundled starter
 # weights), side by side with the two trivial baselines (target unchanged; aligned source
-# pasted with an ellipse mask). Sources and targets are exactly the files the config holds out.
+# pasted with an ellipse mask) and the classical mesh-warp swap (the training teacher).
+# Sources and targets are exactly the files the config holds out.
 #
 #   scripts/eval-starter.sh [WEIGHTS_DIR] [OUT_DIR]      (needs ../shared/datasets/faces_v1)
 #   METHODS="target paste-source" scripts/eval-starter.sh   (the baselines only: no weights used)
@@ -24,4 +25,4 @@ while IFS= read -r name; do targets+=("$img/$name"); done < <(
     .venv/bin/python -c "import tomllib; print('\n'.join(h for h in tomllib.load(open('configs/starter.toml','rb'))['holdout'] if h.endswith('.jpg')))")
 targets+=("$data/videos/liveportrait__assets_examples_driving_d3.mp4" "$data/videos/liveportrait__assets_examples_driving_d19.mp4")
 exec .venv/bin/mfs-fast eval --sources "${sources[@]}" --targets "${targets[@]}" --weights "$weights" \
-    --methods ${METHODS:-model target paste-source} --frames 6 --stride 10 -o "$out"
+    --methods ${METHODS:-model target paste-source mesh-warp} --frames 6 --stride 10 -o "$out"

@@ -85,7 +85,7 @@ def baseline_metrics(detector):
     if not (IMAGES / "rudd_1.jpg").is_file():
         pytest.skip(f"shared test assets not found at {SHARED_ASSETS}")
     sources = [IMAGES / n for n in ("obama_1.jpg", "biden_1.jpg", "jolie_1.jpg")]
-    methods = create_methods(["target", "paste-source"], detector)
+    methods = create_methods(["target", "paste-source", "mesh-warp"], detector)
     return evaluate(sources, [IMAGES / "rudd_1.jpg"], methods, detector=detector,
                     encoder=create_identity_encoder("dlib")).metrics
 
@@ -95,6 +95,16 @@ def test_paste_source_is_always_retrieved(baseline_metrics):
     overall = baseline_metrics["methods"]["paste-source"]["overall"]
     assert overall["faces"] == 3 and overall["id_retrieval_top1_pct"] == 100.0
     assert overall["id_gain"] > 0.05
+
+
+@needs_assets
+def test_mesh_warp_moves_identity_and_follows_the_target_pose(baseline_metrics):
+    """The classical swap: the source's identity comes through (retrieved, cosine gained) while
+    the head pose stays the target's far more than with the pasted source."""
+    warp = baseline_metrics["methods"]["mesh-warp"]["overall"]
+    paste = baseline_metrics["methods"]["paste-source"]["overall"]
+    assert warp["faces"] == 3 and warp["id_retrieval_top1_pct"] >= 66.0 and warp["id_gain"] > 0.02
+    assert warp["pose_error_deg"] < 0.5 * paste["pose_error_deg"], (warp, paste)
 
 
 @needs_assets

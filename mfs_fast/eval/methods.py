@@ -9,7 +9,9 @@ fps)`` one for consecutive frames of one video (it may keep state, e.g. a face t
 - ``target``: the target returned unchanged (the floor for identity, zero pose error);
 - ``paste-source``: the source's aligned face pasted over each target face with the same
   paste-back as the model, an ellipse in the aligned crop standing in for the fusion mask
-  (the ceiling for identity, the floor for pose and expression).
+  (the ceiling for identity, the floor for pose and expression);
+- ``mesh-warp``: the classical swap of :mod:`mfs_fast.face.mesh_warp` (the source's face mesh
+  warped onto each target face's, colour-matched): the starter weights' training teacher.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ..face.align import template
 from ..models import FaceSwapModels
 
 FrameFn = Callable[[np.ndarray], np.ndarray]
-METHODS = ("model", "target", "paste-source")
+METHODS = ("model", "target", "paste-source", "mesh-warp")
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,39 @@ class PasteSourceMethod(Method):
         return swap
 
 
+class MeshWarpMethod(PasteSourceMethod):
+    """The source's face mesh warped onto every target face's (in aligned crops), pasted back."""
+
+    name = "mesh-warp"
+
+    def __init__(self, detector: FaceDetector, size: int = 224) -> None:
+        from ..face.face_mesh import FaceMesh
+
+        super().__init__(detector, size)
+        self.mesh = FaceMesh()
+
+    def for_source(self, source: Source) -> FrameFn:
+        from ..face.mesh_warp import crop_mesh_points, hull_mask, mesh_warp_swap, triangulate
+
+        aligned = align_face(source.image, source.face.landmarks, self.size)
+        source_points = crop_mesh_points(source.image, source.face, aligned.matrix, self.mesh).astype(np.float64)
+        triangles = triangulate(source_points)
+        source_rgb = aligned.crop[..., ::-1].astype(np.float32) / 255.0
+
+        def swap(frame: np.ndarray) -> np.ndarray:
+            out = frame.copy()
+            for face in self._detect(frame):
+                target = align_face(frame, face.landmarks, self.size)
+                points = crop_mesh_points(frame, face, target.matrix, self.mesh).astype(np.float64)
+                target_rgb = target.crop[..., ::-1].astype(np.float32) / 255.0
+                swapped = mesh_warp_swap(source_rgb, target_rgb, source_points, points, triangles)
+                mask = (hull_mask(points, self.size) > 127).astype(np.float32)
+                paste_back(out, swapped[..., ::-1] * 255.0, mask, target.inverse, out=out)
+            return out
+
+        return swap
+
+
 class ModelMethod(Method):
     """Our Swapper: one instance, re-sourced with ``set_source`` (no rebuild per source)."""
 
@@ -143,6 +178,8 @@ def create_methods(names: list[str], detector: FaceDetector, *, weights: str | N
             methods.append(TargetMethod())
         elif name == "paste-source":
             methods.append(PasteSourceMethod(detector))
+        elif name == "mesh-warp":
+            methods.append(MeshWarpMethod(detector))
         elif name == "model":
             if (weights is None) == (random_seed is None):
                 raise MfsError("the model method needs exactly one of --weights DIR or --random-weights SEED")

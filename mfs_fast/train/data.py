@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import MfsError
+from ..face.mesh_warp import crop_mesh_points, hull_mask
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
@@ -75,21 +76,6 @@ def _frames_of(path: Path, stride: int, limit: int):
             taken += 1
             if taken >= limit:
                 return
-
-
-def crop_mesh_points(frame: np.ndarray, face, matrix: np.ndarray, mesh) -> np.ndarray:
-    """The 468 face-mesh points (x, y) of ``face``, mapped into crop coordinates by ``matrix``."""
-    from ..face.face_mesh import roi_from_detection
-
-    points = mesh.run(frame, [roi_from_detection(face.box, face.landmarks)])[0].points[:, :2]
-    return (np.hstack([points, np.ones((len(points), 1))]) @ matrix.T).astype(np.float32)
-
-
-def hull_mask(points: np.ndarray, size: int) -> np.ndarray:
-    """uint8 size x size mask (255 = face): the convex hull of the mesh points."""
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillConvexPoly(mask, cv2.convexHull(points.astype(np.int32)), 255)
-    return mask
 
 
 def build_cache(folders: list[str], cache: str | Path, size: int = 224, holdout: list[str] | None = None,

@@ -103,7 +103,8 @@ def create_teacher(spec: dict, mean_points: np.ndarray | None = None) -> Teacher
     if not spec:
         return None
     if spec.get("kind") == "mesh-warp":
-        from .warp_teacher import MeshWarpTeacher, triangulate
+        from ..face.mesh_warp import triangulate
+        from .warp_teacher import MeshWarpTeacher
 
         if mean_points is None:
             raise MfsError("the mesh-warp teacher needs the cache's average mesh to triangulate")

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from conftest import _astronaut_bgr
-from mfs_fast.train.data import FaceCache, build_cache, hull_mask
+from mfs_fast.face.mesh_warp import hull_mask, match_colour, triangulate, warp_maps
+from mfs_fast.train.data import FaceCache, build_cache
 from mfs_fast.train.teacher import create_teacher
-from mfs_fast.train.warp_teacher import match_colour, triangulate, warp_maps
 
 
 @pytest.fixture(scope="module")
