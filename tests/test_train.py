@@ -97,6 +97,7 @@ def test_smoke_run_learns_checkpoints_resume_and_export(tmp_path, photo_folder):
     path = _write_config(tmp_path, data=[photo_folder], steps=8, same_image_share=1.0, same_identity_share=0.0,
                          lambda_gan=0.0, lr=3e-3, snapshot_every=4)
     trainer = StudentTrainer(load_config(path))
+    assert not torch.equal(trainer.student.identity.embedding_input_std, torch.ones(128))  # set from the cache
     source, targets = trainer.probe[0]
 
     def probe_l1() -> float:
@@ -273,3 +274,29 @@ def test_int8_storage_changes_outputs_little(tmp_path):
         got, _ = swap_group(quantized, source, targets)
     assert float((got - expected).abs().max()) < 0.02  # of a [0, 1] range
     assert float((got - expected).abs().mean()) < 0.002
+
+
+def test_identity_adapter_standardises_dlib_outputs_and_stores_the_statistics_fp32(tmp_path):
+    """dlib descriptors share a large component (cosine ~0.8 between different people): the
+    adapter subtracts the faces' mean and divides by their spread, statistics saved exactly."""
+    from mfs_fast.checkpoints import load_weights, save_weights
+    from mfs_fast.models import IDN, IIN, FaceSwapModels
+    from mfs_fast.models.dlib_identity import DlibAdaptedIdentity
+
+    identity = DlibAdaptedIdentity()
+    common = torch.nn.functional.normalize(torch.randn(128), dim=0)
+    embeddings = torch.nn.functional.normalize(common + 0.3 * torch.randn(200, 128) / 128 ** 0.5, dim=1)
+    maps = torch.relu(torch.randn(200, 256, 4, 4) * 3 + 1)
+    identity.standardise_inputs(embeddings, maps)
+    mean_embedding = embeddings.mean(0, keepdim=True)
+    mean_map = maps.mean(dim=(0, 2, 3))[None, :, None, None].expand(1, 256, 4, 4)
+    z, _ = identity.adapt(mean_embedding, mean_map)
+    assert torch.allclose(z[0], identity.embedding.bias, atol=1e-5)  # the mean face maps to the bias alone
+    spread = (embeddings - identity.embedding_input_mean) / identity.embedding_input_std
+    assert torch.allclose(spread.std(0), torch.ones(128), atol=1e-3)
+
+    models = FaceSwapModels(identity, IIN(), IDN()).eval()
+    save_weights(models, tmp_path / "w", storage="int8")
+    loaded = load_weights(tmp_path / "w").identity
+    for name in ("embedding_input_mean", "embedding_input_std", "map_input_mean", "map_input_std"):
+        assert torch.equal(getattr(loaded, name), getattr(identity, name)), name

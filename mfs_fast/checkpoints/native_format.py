@@ -27,8 +27,9 @@ IRSE_KIND = "ir-se"
 STORAGE = ("fp32", "fp16", "int8")
 INT8_SCALE_SUFFIX = ".int8_scale"
 INT8_MIN_ELEMENTS = 4096
-# batch-norm statistics stay fp32 in every storage: they are tiny, and can exceed fp16's range
-FP32_ALWAYS = ("running_mean", "running_var")
+# batch-norm and input statistics stay fp32 in every storage: they are tiny, and can exceed
+# fp16's range (or need more than its 3 digits)
+FP32_ALWAYS = ("running_mean", "running_var", "input_mean", "input_std")
 
 
 def sha256_of(path: Path) -> str:

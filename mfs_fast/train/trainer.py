@@ -35,6 +35,7 @@ from .teacher import create_teacher
 
 CHECKPOINT = "checkpoint.pt"
 PROBE_SOURCES = 4
+STANDARDISE_FACES = 512  # faces whose dlib outputs set the identity adapter's input statistics
 RECALIBRATION_GROUPS = 24  # (source, targets) groups measured for the exported BN statistics
 
 
@@ -98,6 +99,7 @@ class StudentTrainer:
                 raise MfsError("init_weights: training starts only from dlib-adapter weights (ours), not from ArcFace ones")
         else:
             self.student = new_student(self.encoder)
+            self._standardise_identity_inputs()
         self.student.identity.use_encoder(self.encoder)
         for module in trainable_modules(self.student):
             module.to(self.device)
@@ -117,6 +119,19 @@ class StudentTrainer:
         self._resume()
 
     # ------------------------------------------------------------------ state
+    @torch.no_grad()
+    def _standardise_identity_inputs(self, faces: int = STANDARDISE_FACES) -> None:
+        """The adapter's input statistics from dlib outputs of up to ``faces`` cached faces."""
+        from ..models.dlib_identity import DLIB_MAP
+
+        picks = np.random.default_rng(self.config.seed).permutation(len(self.cache))[:faces]
+        embeddings, maps = [], []
+        for start in range(0, len(picks), 32):
+            batch = torch.stack([self.cache.augmented(int(i), augment=False)[0] for i in picks[start:start + 32]])
+            features = self.encoder.embed(batch.to(self.device))
+            embeddings.append(features.embedding)
+            maps.append(features.maps[DLIB_MAP])
+        self.student.identity.standardise_inputs(torch.cat(embeddings).float().cpu(), torch.cat(maps).float().cpu())
     def _probe_groups(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Fixed (source, targets) for sample grids and Q snapshots: the first cached faces."""
         n = len(self.cache)
@@ -246,6 +261,9 @@ class StudentTrainer:
             with torch.no_grad():  # health: a collapsing mask or drifting kernels show here first
                 losses["mask_face"] = (mask * face_mask).sum() / face_mask.sum().clamp_min(1.0)
                 losses["kernel_gain"] = torch.stack([k.detach().float().pow(2).flatten(1).sum(1).mean() for k in kernels]).max()
+                # identity transfer on cross pairs: how much closer to the source the result is than the target
+                gain = (source_id.embedding * (result_id.embedding - target_id.embedding)).sum(dim=1)
+                losses["id_gain"] = masked_mean(gain, cross)
             if teacher_out:
                 teach = torch.cat(teacher_out).float()
                 with torch.no_grad():
