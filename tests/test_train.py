@@ -95,9 +95,9 @@ def test_smoke_run_learns_checkpoints_resume_and_export(tmp_path, photo_folder):
     from mfs_fast.checkpoints import load_weights
 
     path = _write_config(tmp_path, data=[photo_folder], steps=8, same_image_share=1.0, same_identity_share=0.0,
-                         lambda_gan=0.0, lr=3e-3, snapshot_every=4)
+                         lambda_gan=0.0, lr=3e-3, lambda_kernel=1.0, snapshot_every=4)
     trainer = StudentTrainer(load_config(path))
-    assert not torch.equal(trainer.student.identity.embedding_input_std, torch.ones(128))  # set from the cache
+    assert torch.equal(trainer.student.identity.embedding_input_std, torch.ones(128))  # 1 person: not estimated
     source, targets = trainer.probe[0]
 
     def probe_l1() -> float:

@@ -35,7 +35,8 @@ from .teacher import create_teacher
 
 CHECKPOINT = "checkpoint.pt"
 PROBE_SOURCES = 4
-STANDARDISE_FACES = 512  # faces whose dlib outputs set the identity adapter's input statistics
+STANDARDISE_FACES = 512  # faces whose dlib outputs set the identity adapter's input statistics ...
+STANDARDISE_MIN_PEOPLE = 32  # ... when the data holds at least this many people
 RECALIBRATION_GROUPS = 24  # (source, targets) groups measured for the exported BN statistics
 
 
@@ -121,9 +122,14 @@ class StudentTrainer:
     # ------------------------------------------------------------------ state
     @torch.no_grad()
     def _standardise_identity_inputs(self, faces: int = STANDARDISE_FACES) -> None:
-        """The adapter's input statistics from dlib outputs of up to ``faces`` cached faces."""
+        """The adapter's input statistics from dlib outputs of up to ``faces`` cached faces
+        (left at mean 0, spread 1 when the data holds too few people to estimate them)."""
         from ..models.dlib_identity import DLIB_MAP
 
+        if len(self.cache.by_identity) < STANDARDISE_MIN_PEOPLE:
+            print(f"identity adapter inputs not standardised: {len(self.cache.by_identity)} people in the data, "
+                  f"fewer than {STANDARDISE_MIN_PEOPLE}")
+            return
         picks = np.random.default_rng(self.config.seed).permutation(len(self.cache))[:faces]
         embeddings, maps = [], []
         for start in range(0, len(picks), 32):
