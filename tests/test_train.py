@@ -109,6 +109,9 @@ def test_smoke_run_learns_checkpoints_resume_and_export(tmp_path, photo_folder):
 
     before = probe_l1()
     weights_dir = trainer.run(progress=False)
+    rest, predictor = trainer.opt_g.param_groups  # the IIN's kernel predictor at a scaled-down rate
+    assert predictor["lr"] == pytest.approx(rest["lr"] * 0.05) and rest["lr"] == pytest.approx(3e-3)
+    assert {id(p) for p in predictor["params"]} == {id(p) for p in trainer.student.iin.predictor.parameters()}
     loaded = load_weights(weights_dir)
     assert loaded.identity.kind == "dlib-adapter"
     with torch.no_grad():

@@ -35,6 +35,7 @@ class TrainConfig:
     lr: float = 1e-4
     lr_schedule: str = "constant"  # "constant" or "cosine" (down to lr_final at the last step)
     lr_final: float = 1e-5
+    predictor_lr_scale: float = 0.05  # the IIN's kernel predictor trains at lr x this (see StudentTrainer._parameter_groups)
     lr_discriminator: float = 2e-4
     grad_clip: float = 10.0  # max global gradient norm of the student's parameters (0: no clipping)
     lambda_id: float = 3.0
