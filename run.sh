@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: installs everything missing, then runs a job.
-#   ./run.sh demo    model facts (mfs-fast info) and an IDN benchmark
+#   ./run.sh demo    a face swap with the starter weights (demo_out/), model facts, an IDN benchmark
 #   ./run.sh test    the whole test suite
 #   ./run.sh bench   the pytest-benchmark suites in bench/
 #   ./run.sh bench-gate   fail when an IDN backend's FPS fell >15 % below bench/baseline.json
@@ -65,6 +65,8 @@ ensure_venv
 case "$job" in
     setup) ;;
     demo)
+        "$VENV/bin/mfs-fast" demo -o demo_out
+        echo
         "$VENV/bin/mfs-fast" info
         echo
         "$VENV/bin/mfs-fast" bench "$@"

@@ -1,9 +1,9 @@
-"""Where the project's own starter weights go once they exist (issue #7, still open).
+"""The project's own starter weights (issue #7): what ``Swapper(source)`` uses without ``weights=``.
 
-``Swapper(source)`` with no ``weights=`` loads ``starter/`` here. No starter weights are
-bundled yet: the first CPU run (``configs/starter.toml``, ~2,300 steps) did not produce a
-usable swapper (see the README), so until one does, ``weights=DIR`` is required and this
-module says so.
+``starter/`` holds a student trained by ``mfs-fast train --config configs/starter.toml`` (int8
+storage, 21 MB); its model card, with data, licences (research / demonstration only) and
+held-out metrics, is ``README.md`` next to this file. It is a weak swapper: use the official
+weights for real work.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def starter_weights_dir() -> Path:
     """Folder of the bundled starter weights (a CheckpointError if this install lacks them)."""
     if not (STARTER_DIR / "manifest.json").is_file():
         raise CheckpointError(
-            "no default weights are bundled yet: pass weights=DIR (a folder from `mfs-fast convert`, "
+            "the bundled starter weights are missing from this install: pass weights=DIR (a folder from `mfs-fast convert`, "
             "`mfs-fast train`, or one holding MobileFaceSwap_224.pdparams and arcface.pdparams)"
         )
     return STARTER_DIR
