@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -60,11 +61,13 @@ KERNEL_GAIN_SLACK = math.log(2.0)  # free within [gain / 2, gain x 2] (fresh IIN
 
 def kernel_gain_loss(depthwise: list[Tensor], gain: float = KERNEL_GAIN) -> Tensor:
     """Mean over layers of relu(|log(mean_c ||k_c||^2 / gain)| - log 2)^2, depthwise kernels C x 1 x k x k."""
-    terms = []
-    for k in depthwise:
-        log_ratio = (k.float().pow(2).flatten(1).sum(dim=1).mean() / gain).clamp_min(1e-12).log()
-        terms.append(F.relu(log_ratio.abs() - KERNEL_GAIN_SLACK).pow(2))
-    return sum(terms) / len(terms)
+    log_ratio = (kernel_gains(depthwise) / gain).clamp_min(1e-12).log()
+    return F.relu(log_ratio.abs() - KERNEL_GAIN_SLACK).pow(2).mean()
+
+
+def kernel_gains(depthwise: list[Tensor]) -> Tensor:
+    """Per layer, mean_c ||k_c||^2 of depthwise kernels C x 1 x k x k (the variance they pass on)."""
+    return torch.stack([k.float().pow(2).flatten(1).sum(dim=1).mean() for k in depthwise])
 
 
 def distillation_weight(source_embedding: Tensor, teacher_embedding: Tensor, quality: Tensor | None) -> Tensor:
@@ -95,6 +98,7 @@ __all__ = [
     "hinge_generator_loss",
     "identity_loss",
     "kernel_gain_loss",
+    "kernel_gains",
     "masked_mean",
     "per_sample_l1",
     "perceptual_loss",

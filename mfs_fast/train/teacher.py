@@ -29,8 +29,10 @@ class Teacher(Protocol):
     name: str
     needs_points: bool  # called with the mesh points of source and targets as well
 
-    def __call__(self, source: Tensor, targets: Tensor) -> Tensor:
-        """One source (3 x S x S) onto M targets (M x 3 x S x S) -> M x 3 x S x S, RGB [0, 1]."""
+    def __call__(self, source: Tensor, targets: Tensor, source_points: Tensor | None = None,
+                 target_points: Tensor | None = None) -> Tensor:
+        """One source (3 x S x S) onto M targets (M x 3 x S x S) -> M x 3 x S x S, RGB [0, 1];
+        the mesh points (468 x 2, M x 468 x 2) are there for teachers that need them."""
         ...
 
 
@@ -53,7 +55,7 @@ class ModelTeacher:
         self.models, self.name = models.eval(), name
 
     @torch.no_grad()
-    def __call__(self, source: Tensor, targets: Tensor) -> Tensor:
+    def __call__(self, source: Tensor, targets: Tensor, source_points=None, target_points=None) -> Tensor:
         self.models.identity.to(source.device), self.models.iin.to(source.device), self.models.idn.to(source.device)
         embedding, feature_map = identity_features(self.models, source)
         weights = self.models.iin(l2_normalize(embedding), feature_map)
@@ -81,7 +83,7 @@ class OnnxTeacher:
         self.name = f"onnx:{path.name}"
 
     @torch.no_grad()
-    def __call__(self, source: Tensor, targets: Tensor) -> Tensor:
+    def __call__(self, source: Tensor, targets: Tensor, source_points=None, target_points=None) -> Tensor:
         size = targets.shape[-1]
 
         def resized(x: Tensor) -> Tensor:

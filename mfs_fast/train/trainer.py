@@ -25,6 +25,7 @@ from .losses import (
     hinge_generator_loss,
     identity_loss,
     kernel_gain_loss,
+    kernel_gains,
     masked_mean,
     per_sample_l1,
     perceptual_loss,
@@ -137,6 +138,7 @@ class StudentTrainer:
             embeddings.append(features.embedding)
             maps.append(features.maps[DLIB_MAP])
         self.student.identity.standardise_inputs(torch.cat(embeddings).float().cpu(), torch.cat(maps).float().cpu())
+
     def _probe_groups(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Fixed (source, targets) for sample grids and Q snapshots: the first cached faces."""
         n = len(self.cache)
@@ -240,10 +242,8 @@ class StudentTrainer:
                 face_masks.append(group.target_masks.to(device))
                 recon.append(group.reconstruction.to(device))
                 sources_rep.append(source[None].expand(len(group_targets), -1, -1, -1))
-                if self.teacher is not None and self.teacher.needs_points:
+                if self.teacher is not None:
                     teacher_out.append(self.teacher(source, group_targets, group.source_points, group.target_points))
-                elif self.teacher is not None:
-                    teacher_out.append(self.teacher(source, group_targets))
             result, mask, target = torch.cat(results), torch.cat(masks), torch.cat(targets)
             face_mask, recon, source = torch.cat(face_masks), torch.cat(recon).float(), torch.cat(sources_rep)
             with torch.no_grad():
@@ -265,7 +265,7 @@ class StudentTrainer:
                 total = total + config.lambda_kernel * losses["kernel"]
             with torch.no_grad():  # health: a collapsing mask or drifting kernels show here first
                 losses["mask_face"] = (mask * face_mask).sum() / face_mask.sum().clamp_min(1.0)
-                losses["kernel_gain"] = torch.stack([k.detach().float().pow(2).flatten(1).sum(1).mean() for k in kernels]).max()
+                losses["kernel_gain"] = kernel_gains(kernels).max()
                 # identity transfer on cross pairs: how much closer to the source the result is than the target
                 gain = (source_id.embedding * (result_id.embedding - target_id.embedding)).sum(dim=1)
                 losses["id_gain"] = masked_mean(gain, cross)
