@@ -303,3 +303,37 @@ def test_identity_adapter_standardises_dlib_outputs_and_stores_the_statistics_fp
     loaded = load_weights(tmp_path / "w").identity
     for name in ("embedding_input_mean", "embedding_input_std", "map_input_mean", "map_input_std"):
         assert torch.equal(getattr(loaded, name), getattr(identity, name)), name
+
+
+def test_config_base_inherits_keys_and_resolves_paths_per_file(tmp_path, photo_folder):
+    stage1 = _write_config(tmp_path, data=[photo_folder], steps=7, lr=1e-3)
+    (tmp_path / "stage2").mkdir()
+    stage2 = tmp_path / "stage2" / "finetune.toml"
+    stage2.write_text('base = "../train.toml"\ninit_weights = "../out/weights"\noutput = "out2"\nsteps = 3\n')
+    config = load_config(stage2)
+    assert config.steps == 3 and config.lr == 1e-3 and config.data == [str(photo_folder)]
+    # a base's paths stay relative to the base; this file's to this file
+    assert Path(config.init_weights) == (tmp_path / "out" / "weights").resolve()
+    assert Path(config.output) == (tmp_path / "stage2" / "out2").resolve()
+    assert load_config(stage1).output == str((tmp_path / "out").resolve())
+    loop = tmp_path / "loop.toml"
+    loop.write_text('base = "loop.toml"\n')
+    with pytest.raises(MfsError, match="base chain loops back"):
+        load_config(loop)
+    missing = tmp_path / "missing.toml"
+    missing.write_text('base = "nowhere.toml"\n')
+    with pytest.raises(MfsError, match="base config not found"):
+        load_config(missing)
+    bad = tmp_path / "badbase.toml"
+    bad.write_text('base = "train.toml"\nlearning_rate = 1\n')
+    with pytest.raises(MfsError, match="unknown config keys learning_rate"):
+        load_config(bad)
+
+
+def test_starter_configs_load_and_stage2_starts_from_stage1():
+    root = Path(__file__).resolve().parents[1] / "configs"
+    if not (root.parent.parent / "shared" / "datasets" / "faces_v1").is_dir():
+        pytest.skip("../shared/datasets/faces_v1 is absent: the starter configs' data folder must exist to load")
+    stage1, stage2 = load_config(root / "starter.toml"), load_config(root / "starter-finetune.toml")
+    assert stage2.init_weights == str(Path(stage1.output) / "weights")
+    assert stage2.holdout == stage1.holdout and stage2.teacher == stage1.teacher and stage2.cache == stage1.cache

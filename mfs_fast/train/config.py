@@ -12,6 +12,7 @@ from ..errors import MfsError
 KINDS = ("student", "quality")
 LR_SCHEDULES = ("constant", "cosine")
 TEACHER_KINDS = ("mfs", "onnx", "mesh-warp")  # see .teacher.create_teacher
+PATH_FIELDS = ("data", "output", "cache", "quality_model", "snapshots", "init_weights")  # relative to their file
 
 
 @dataclass
@@ -67,7 +68,7 @@ class TrainConfig:
             return str((base / p).resolve()) if p and not Path(p).is_absolute() else p
 
         self.data = [absolute(p) for p in self.data]
-        for name in ("output", "cache", "quality_model", "snapshots", "init_weights"):
+        for name in PATH_FIELDS[1:]:
             setattr(self, name, absolute(getattr(self, name)))
         for key in ("weights", "path"):
             if key in self.teacher:
@@ -100,18 +101,41 @@ class TrainConfig:
         return asdict(self)
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a TOML config (unknown keys are an error), apply ``overrides``, resolve paths."""
-    path = Path(path)
+def _read_layer(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """One TOML file's keys over those of its ``base`` (recursively), with every path made
+    absolute relative to the file that names it, so a stage-2 config can live anywhere."""
+    path = path.resolve()
+    if path in chain:
+        raise MfsError(f"config: base chain loops back to {path}")
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise MfsError(f"config file not found: {path}") from None
+        what = "base config" if chain else "config file"
+        raise MfsError(f"{what} not found: {path}") from None
     except tomllib.TOMLDecodeError as e:
         raise MfsError(f"{path} is not valid TOML: {e}") from None
-    known = {f.name for f in fields(TrainConfig)}
+    known = {f.name for f in fields(TrainConfig)} | {"base"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise MfsError(f"{path}: unknown config keys {', '.join(unknown)}")
+    base = raw.pop("base", "")
+    local = TrainConfig(**{k: v for k, v in raw.items() if k in PATH_FIELDS or k == "teacher"})
+    local.resolve(path.parent)
+    for name in set(raw) & set(PATH_FIELDS):
+        raw[name] = getattr(local, name)
+    if "teacher" in raw:
+        raw["teacher"] = local.teacher
+    if not base:
+        return raw
+    merged = _read_layer(path.parent / base, chain + (path,))
+    merged.update(raw)
+    return merged
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a TOML config (unknown keys are an error; ``base = "other.toml"`` inherits that
+    file's keys, this file's win), apply ``overrides``, resolve paths."""
+    path = Path(path)
+    raw = _read_layer(path)
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return TrainConfig(**raw).resolve(path.parent).check()
