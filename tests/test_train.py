@@ -230,6 +230,13 @@ def test_cli_train_runs_the_smoke_config(tmp_path, photo_folder, capsys):
     assert (tmp_path / "out" / "weights" / "manifest.json").is_file()
     assert main(["train", "--config", str(path), "--export-only"]) == 0
     assert "exported step 2" in capsys.readouterr().out
+    # a second stage from those weights: its manifest records the lineage and the total steps
+    stage2 = tmp_path / "finetune.toml"
+    stage2.write_text('base = "train.toml"\ninit_weights = "out/weights"\noutput = "out2"\nsteps = 3\n')
+    assert main(["train", "--config", str(stage2)]) == 0
+    provenance = json.loads((tmp_path / "out2" / "weights" / "manifest.json").read_text())["provenance"]
+    assert provenance["steps"] == 3 and provenance["total_steps"] == 5
+    assert provenance["init_weights"]["steps"] == 2 and provenance["init_weights"]["storage"] == "fp32"
 
 
 def test_batch_norm_recalibration_makes_eval_match_training_mode():

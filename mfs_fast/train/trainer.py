@@ -97,9 +97,11 @@ class StudentTrainer:
             from ..checkpoints import load_weights
 
             self.student = load_weights(config.init_weights)
+            self.parent = _lineage(Path(config.init_weights))
             if not hasattr(self.student.identity, "prepare"):
                 raise MfsError("init_weights: training starts only from dlib-adapter weights (ours), not from ArcFace ones")
         else:
+            self.parent = None
             self.student = new_student(self.encoder)
             self._standardise_identity_inputs()
         self.student.identity.use_encoder(self.encoder)
@@ -189,6 +191,9 @@ class StudentTrainer:
                       "data": [Path(p).name for p in self.config.data],
                       "teacher": self.config.teacher or "none", "holdout": self.config.holdout,
                       "batch_norm_recalibrated": self.recalibrate()}
+        if self.parent:
+            provenance["init_weights"] = self.parent
+            provenance["total_steps"] = self.parent["total_steps"] + self.step
         self.student.eval()
         if self.config.export_storage != "fp32":
             stored = storage_roundtrip(self.student, self.config.export_storage)
@@ -419,3 +424,15 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     if config.kind == "quality":
         return train_quality(config, progress)
     return StudentTrainer(config).run(progress)
+
+
+def _lineage(folder: Path) -> dict:
+    """What a fine-tune started from (its manifest's steps and storage), so the exported
+    manifest says how many steps the weights saw in all, across stages."""
+    from ..checkpoints.native_format import MANIFEST
+
+    manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).is_file() else {}
+    before = manifest.get("provenance", {})
+    steps = int(before.get("steps", 0))
+    return {"steps": steps, "total_steps": int(before.get("total_steps", steps)),
+            "storage": manifest.get("storage", "unknown"), "teacher": before.get("teacher", "unknown")}
