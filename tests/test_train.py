@@ -342,5 +342,8 @@ def test_starter_configs_load_and_stage2_starts_from_stage1():
     if not (root.parent.parent / "shared" / "datasets" / "faces_v1").is_dir():
         pytest.skip("../shared/datasets/faces_v1 is absent: the starter configs' data folder must exist to load")
     stage1, stage2 = load_config(root / "starter.toml"), load_config(root / "starter-finetune.toml")
+    stage3 = load_config(root / "starter-stage3.toml")
     assert stage2.init_weights == str(Path(stage1.output) / "weights")
+    assert stage3.init_weights == str(Path(stage2.output) / "weights") and stage3.lr == stage2.lr == 2e-4
+    assert len({stage1.output, stage2.output, stage3.output}) == 3 and {stage2.seed, stage3.seed} == {1, 2}
     assert stage2.holdout == stage1.holdout and stage2.teacher == stage1.teacher and stage2.cache == stage1.cache
