@@ -75,7 +75,7 @@ def save_weights(models: FaceSwapModels, folder: str | Path, provenance: dict | 
 def load_weights_dir(folder: str | Path) -> FaceSwapModels:
     """Load a folder written by :func:`save_weights`, checking hashes and shapes first."""
     folder = Path(folder)
-    manifest = _read_manifest(folder / MANIFEST)
+    manifest = read_manifest(folder / MANIFEST)
     models = _empty_models(manifest.get("identity", IRSE_KIND), folder / MANIFEST)
     for name, fields in FILES.items():
         entry = manifest["files"].get(name)
@@ -162,7 +162,8 @@ def _check_fits(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], so
         raise CheckpointError(f"{source} does not fit the model:\n  " + "\n  ".join(problems[:20]))
 
 
-def _read_manifest(path: Path) -> dict:
+def read_manifest(path: Path) -> dict:
+    """A weights folder's manifest, checked to be ours and of this format version."""
     if not path.is_file():
         raise CheckpointError(f"no {MANIFEST} in {path.parent}")
     try:

@@ -12,7 +12,10 @@ from ..errors import MfsError
 KINDS = ("student", "quality")
 LR_SCHEDULES = ("constant", "cosine")
 TEACHER_KINDS = ("mfs", "onnx", "mesh-warp")  # see .teacher.create_teacher
-PATH_FIELDS = ("data", "output", "cache", "quality_model", "snapshots", "init_weights")  # relative to their file
+PATH_FIELDS = ("output", "cache", "quality_model", "snapshots", "init_weights")  # relative to their file
+# keys whose paths a config layer resolves before merging: the path fields, `data` (a list of
+# folders) and the teacher's `weights` / `path`
+RELATIVE_FIELDS = ("data", "teacher", *PATH_FIELDS)
 
 
 @dataclass
@@ -68,7 +71,7 @@ class TrainConfig:
             return str((base / p).resolve()) if p and not Path(p).is_absolute() else p
 
         self.data = [absolute(p) for p in self.data]
-        for name in PATH_FIELDS[1:]:
+        for name in PATH_FIELDS:
             setattr(self, name, absolute(getattr(self, name)))
         for key in ("weights", "path"):
             if key in self.teacher:
@@ -119,12 +122,9 @@ def _read_layer(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     if unknown:
         raise MfsError(f"{path}: unknown config keys {', '.join(unknown)}")
     base = raw.pop("base", "")
-    local = TrainConfig(**{k: v for k, v in raw.items() if k in PATH_FIELDS or k == "teacher"})
-    local.resolve(path.parent)
-    for name in set(raw) & set(PATH_FIELDS):
-        raw[name] = getattr(local, name)
-    if "teacher" in raw:
-        raw["teacher"] = local.teacher
+    relative = set(raw) & set(RELATIVE_FIELDS)
+    local = TrainConfig(**{k: raw[k] for k in relative}).resolve(path.parent)
+    raw.update({name: getattr(local, name) for name in relative})
     if not base:
         return raw
     merged = _read_layer(path.parent / base, chain + (path,))

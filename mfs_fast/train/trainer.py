@@ -429,10 +429,10 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 def _lineage(folder: Path) -> dict:
     """What a fine-tune started from (its manifest's steps and storage), so the exported
     manifest says how many steps the weights saw in all, across stages."""
-    from ..checkpoints.native_format import MANIFEST
+    from ..checkpoints.native_format import MANIFEST, read_manifest
 
-    manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).is_file() else {}
-    before = manifest.get("provenance", {})
+    manifest = read_manifest(folder / MANIFEST)
+    before = manifest["provenance"]
     steps = int(before.get("steps", 0))
     return {"steps": steps, "total_steps": int(before.get("total_steps", steps)),
             "storage": manifest.get("storage", "unknown"), "teacher": before.get("teacher", "unknown")}
