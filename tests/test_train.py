@@ -181,7 +181,8 @@ def _cross_group(trainer):
     cache = trainer.cache
     source, targets = cache.sample(0), [cache.sample(i) for i in (1, 2)]
     return PairGroup(source.image, torch.stack([t.image for t in targets]), torch.stack([t.face_mask for t in targets]),
-                     torch.tensor([False, False]), source.points, torch.stack([t.points for t in targets]))
+                     torch.tensor([False, False]), torch.tensor([True, True]), source.points,
+                     torch.stack([t.points for t in targets]))
 
 
 def test_kernel_gain_loss_is_free_in_its_band_and_pulls_back_outside():

@@ -3,7 +3,8 @@
 Per swapped face: cosine similarity of the result to its own source and of the target to
 the same source (dlib embeddings), whether the result's nearest source among all the run's
 sources is its own (ID retrieval), the L2 head-pose difference to the target (degrees) and the
-expression error to the target. Over a set of faces: the means, top-1 retrieval in percent,
+expression error to the target, the sharpness ratio and eye/skin colour shifts
+(:mod:`.appearance`). Over a set of faces: the means, top-1 retrieval in percent,
 the identity gain (mean result similarity minus mean target similarity: what the swap added)
 and FD-dlib between the result and target features.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .appearance import Appearance
 from .expression import expression_errors
 from .frechet import frechet_distance
 from .measure import FaceMeasure
@@ -40,17 +42,18 @@ class FaceScore:
     target_pooled: np.ndarray
     result_landmarks: np.ndarray
     target_landmarks: np.ndarray
+    look: Appearance  # sharpness ratio and colour shifts against the target
 
 
 def score_face(method: str, source: int, target: str, frame: int, face: int, result: FaceMeasure,
-               reference: FaceMeasure, sources: np.ndarray) -> FaceScore:
+               reference: FaceMeasure, sources: np.ndarray, look: Appearance) -> FaceScore:
     """Score one result face against its target face; ``sources`` are all source embeddings (S x D)."""
     to_sources = sources @ result.embedding
     mesh, five = expression_errors(result.expression, reference.expression)
     return FaceScore(method, source, target, frame, face, result.detected, float(to_sources[source]),
                      float(sources[source] @ reference.embedding), int(np.argmax(to_sources)) == source,
                      pose_difference(result.pose, reference.pose), mesh, five, result.pooled,
-                     reference.pooled, result.face.landmarks, reference.face.landmarks)
+                     reference.pooled, result.face.landmarks, reference.face.landmarks, look)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -77,6 +80,9 @@ def aggregate(scores: list[FaceScore], n_sources: int, fd: bool = True) -> dict:
         "expression_error": _mean([s.expression_error for s in scores]),
         "expression_mesh_faces": sum(bool(np.isfinite(s.expression_error)) for s in scores),
         "expression_error_5pt": _mean([s.expression_error_5pt for s in scores]),
+        "sharpness_ratio": _mean([s.look.sharpness_ratio for s in scores]),
+        "eye_colour_shift": _mean([s.look.eye_colour_shift for s in scores]),
+        "skin_colour_shift": _mean([s.look.skin_colour_shift for s in scores]),
     }
     if fd:
         out["fd_dlib"] = frechet_distance(np.stack([s.result_pooled for s in scores]),

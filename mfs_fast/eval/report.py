@@ -29,6 +29,9 @@ COLUMNS = (
     ("expression_error", "expr err (mesh)", "{:.4f}"),
     ("expression_error_5pt", "expr err (5pt)", "{:.4f}"),
     ("fd_dlib", "FD-dlib", "{:.4f}"),
+    ("sharpness_ratio", "sharpness ratio", "{:.3f}"),
+    ("eye_colour_shift", "eye colour shift (Lab)", "{:.2f}"),
+    ("skin_colour_shift", "skin colour shift (Lab)", "{:.2f}"),
 )
 TEMPORAL = (
     ("id_similarity_std", "ID cos std", "{:.4f}"),

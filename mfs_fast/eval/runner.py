@@ -22,6 +22,7 @@ from ..face import FaceDetector
 from ..image_io import read_bgr
 from ..identity import IdentityEncoder
 from ..video import media_kind, probe_video, read_frames
+from .appearance import appearance
 from .expression import ExpressionMeter
 from .measure import FaceMeasure, FaceMeasurer
 from .methods import Method, Source
@@ -132,7 +133,8 @@ def evaluate(sources: Sequence[str | Path], targets: Sequence[str | Path], metho
                     # deterministic): reuse those measurements instead of running them again
                     unchanged = result.shape == frame.shape and np.array_equal(result, frame)
                     measured = faces if unchanged else measurer.measure_result(result, [f.face for f in faces])
-                    pair += [score_face(method.name, s_index, name, index, k, r, t, source_embeddings)
+                    pair += [score_face(method.name, s_index, name, index, k, r, t, source_embeddings,
+                                        appearance(result, frame, t.face.landmarks))
                              for k, (r, t) in enumerate(zip(measured, faces))]
                 scores += pair
                 if kind == "video":
@@ -180,6 +182,9 @@ def _report(scores: list[FaceScore], clips: dict[str, list[dict]], sources: list
                     "error = L2 of the angle difference, degrees",
             "expression": "mesh: mouth opening, mouth width, eye opening / eye distance; "
                           "5pt: mouth width / eye distance; mean absolute difference to the target",
+            "appearance": "at the target's landmarks: sharpness ratio = Laplacian variance of the result's inner "
+                          "face / the target's; eye and skin colour shift = Lab distance of mean colours "
+                          "(mfs_fast.eval.appearance)",
             "fd_dlib": "Frechet distance of dlib pooled 256-d features (mean of the 256x2x2 map), result vs "
                        "target faces, covariances + 1e-6 I; not FID",
             "temporal": "largest face per clip: std of cos(result, source); landmark jitter = mean |2nd diff| / "

@@ -36,6 +36,8 @@ class TrainConfig:
     targets_per_source: int = 4
     same_image_share: float = 0.2  # target = the source image itself (reconstruction)
     same_identity_share: float = 0.1  # target = another image of the source's person
+    max_pixel_upscale: float = 0.0  # crops upscaled more than this are never pixel targets (0: no limit)
+    sharp_target_share: float = 0.0  # share of other-person targets drawn from the crops within that limit
     lr: float = 1e-4
     lr_schedule: str = "constant"  # "constant" or "cosine" (down to lr_final at the last step)
     lr_final: float = 1e-5
@@ -96,6 +98,8 @@ class TrainConfig:
             raise MfsError("config: same_image_share + same_identity_share must lie in [0, 1]")
         if self.teacher and self.teacher.get("kind") not in TEACHER_KINDS:
             raise MfsError(f"config: teacher.kind must be one of {', '.join(TEACHER_KINDS)}, got {self.teacher.get('kind')!r}")
+        if self.max_pixel_upscale < 0 or not 0 <= self.sharp_target_share <= 1:
+            raise MfsError("config: max_pixel_upscale must be >= 0 and sharp_target_share within [0, 1]")
         if self.lr_schedule not in LR_SCHEDULES:
             raise MfsError(f"config: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         return self

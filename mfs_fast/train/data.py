@@ -26,7 +26,7 @@ from ..face.mesh_warp import crop_mesh_points, hull_mask
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
-CACHE_VERSION = 2  # 2: mesh points stored
+CACHE_VERSION = 3  # 2: mesh points stored; 3: each crop's upscale factor
 
 
 def _media_files(folders: list[str]) -> list[Path]:
@@ -124,6 +124,12 @@ def build_cache(folders: list[str], cache: str | Path, size: int = 224, holdout:
     return CacheInfo(folder, entries)
 
 
+def crop_upscale(matrix: np.ndarray) -> float:
+    """How many crop pixels one frame pixel became (the affine's area scale, square-rooted):
+    above ~1.3 the crop is an interpolated, soft face that must not be a pixel target."""
+    return float(np.sqrt(abs(np.linalg.det(np.asarray(matrix, np.float64)[:, :2]))))
+
+
 def _cache_faces(files, holdout, identities, detector, mesh, size, video_stride, video_frames, max_faces):
     from ..face import align_face
 
@@ -142,6 +148,7 @@ def _cache_faces(files, holdout, identities, detector, mesh, size, video_stride,
             mesh_points = crop_mesh_points(frame, face, aligned.matrix, mesh)
             png = cv2.imencode(".png", hull_mask(mesh_points, size))[1].tobytes()
             entries.append({"file": str(path), "frame": frame_index, "identity": identity,
+                            "upscale": round(crop_upscale(aligned.matrix), 4),
                             "crop": [len(crops), len(jpeg)], "mask": [len(masks), len(png)]})
             crops += jpeg
             masks += png
@@ -161,7 +168,7 @@ class FaceSample:
 class FaceCache:
     """Random access to cached crops (RGB float [0, 1]) and face masks, with augmentation."""
 
-    def __init__(self, info: CacheInfo, size: int = 224, seed: int = 0) -> None:
+    def __init__(self, info: CacheInfo, size: int = 224, seed: int = 0, max_pixel_upscale: float = 0.0) -> None:
         self.entries = info.entries
         self.crops = np.fromfile(info.folder / "crops.bin", dtype=np.uint8)
         self.masks = np.fromfile(info.folder / "masks.bin", dtype=np.uint8)
@@ -171,6 +178,10 @@ class FaceCache:
         self.by_identity: dict[str, list[int]] = {}
         for i, entry in enumerate(self.entries):
             self.by_identity.setdefault(entry["identity"], []).append(i)
+        # pixel targets: crops upscaled at most max_pixel_upscale (0: every crop)
+        upscale = np.array([entry.get("upscale", 1.0) for entry in self.entries])
+        self.sharp = upscale <= max_pixel_upscale if max_pixel_upscale > 0 else np.ones(len(self.entries), bool)
+        self.sharp_indices = np.flatnonzero(self.sharp)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -228,37 +239,54 @@ class PairGroup:
     targets: torch.Tensor  # M x 3 x S x S
     target_masks: torch.Tensor  # M x 1 x S x S
     reconstruction: torch.Tensor  # M bools: target shows the source's person (same image or same identity)
+    pixel_target: torch.Tensor  # M bools: the target (and, for a cross pair, the source) is sharp enough for pixel losses
     source_points: torch.Tensor | None = None  # 468 x 2 mesh points of the source
     target_points: torch.Tensor | None = None  # M x 468 x 2
 
 
 class PairSampler:
-    """Random (source, targets) groups with a share of same-image / same-identity pairs."""
+    """Random (source, targets) groups with a share of same-image / same-identity pairs.
+
+    Sources come from every crop (identity diversity); other targets come from the sharp crops
+    with probability ``sharp_target_share``, and a same-identity target is a sharp crop of the
+    person when there is one, so that most pixel losses have a real, sharp face to match."""
 
     def __init__(self, cache: FaceCache, targets_per_source: int, same_image_share: float,
-                 same_identity_share: float, seed: int = 0) -> None:
+                 same_identity_share: float, seed: int = 0, sharp_target_share: float = 0.0) -> None:
         if len(cache) < 2:
             raise MfsError(f"training needs at least 2 cached faces, the cache has {len(cache)}")
         self.cache, self.m = cache, targets_per_source
         self.same_image, self.same_identity = same_image_share, same_identity_share
+        self.sharp_share = sharp_target_share if len(cache.sharp_indices) else 0.0
         self.rng = np.random.default_rng(seed + 1)
+
+    def _other_target(self) -> int:
+        rng = self.rng
+        if rng.random() < self.sharp_share:
+            return int(rng.choice(self.cache.sharp_indices))
+        return int(rng.integers(len(self.cache)))
 
     def group(self) -> PairGroup:
         rng, n = self.rng, len(self.cache)
         source_index = int(rng.integers(n))
         source = self.cache.sample(source_index)
         person = self.cache.by_identity[self.cache.entries[source_index]["identity"]]
-        targets, recon = [], []
+        sharp = self.cache.sharp
+        targets, recon, pixel = [], [], []
         for _ in range(self.m):
             u = rng.random()
             if u < self.same_image:
                 index, is_recon = source_index, True
             elif u < self.same_image + self.same_identity and len(person) > 1:
-                index, is_recon = int(rng.choice([p for p in person if p != source_index])), True
+                others = [p for p in person if p != source_index]
+                sharp_others = [p for p in others if sharp[p]]
+                index, is_recon = int(rng.choice(sharp_others or others)), True
             else:
-                index = int(rng.integers(n))
+                index = self._other_target()
                 is_recon = self.cache.entries[index]["identity"] == self.cache.entries[source_index]["identity"]
             targets.append(self.cache.sample(index))
             recon.append(is_recon)
+            # a cross pair's distillation target carries the source's face texture: both must be sharp
+            pixel.append(bool(sharp[index] and (is_recon or sharp[source_index])))
         return PairGroup(source.image, torch.stack([t.image for t in targets]), torch.stack([t.face_mask for t in targets]),
-                         torch.tensor(recon), source.points, torch.stack([t.points for t in targets]))
+                         torch.tensor(recon), torch.tensor(pixel), source.points, torch.stack([t.points for t in targets]))

@@ -90,9 +90,10 @@ class StudentTrainer:
         self.encoder = DlibIdentityEncoder().to(self.device)
         info = build_cache(config.data, config.cache, config.size, config.holdout, config.video_stride,
                            config.video_frames, config.max_faces)
-        self.cache = FaceCache(info, config.size, seed=config.seed)
+        self.cache = FaceCache(info, config.size, seed=config.seed, max_pixel_upscale=config.max_pixel_upscale)
         self.sampler = PairSampler(self.cache, config.targets_per_source, config.same_image_share,
-                                   config.same_identity_share, seed=config.seed)
+                                   config.same_identity_share, seed=config.seed,
+                                   sharp_target_share=config.sharp_target_share)
         if config.init_weights:
             from ..checkpoints import load_weights
 
@@ -232,7 +233,7 @@ class StudentTrainer:
         set_train_mode(self.student)
         groups = [self.sampler.group() for _ in range(config.sources_per_step)]
         with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
-            results, masks, targets, face_masks, recon, sources_rep, teacher_out = [], [], [], [], [], [], []
+            results, masks, targets, face_masks, recon, pixel, sources_rep, teacher_out = [], [], [], [], [], [], [], []
             kernels = []
             for group in groups:
                 # channels-last: the depthwise convs' backward is ~5x faster so on CPU
@@ -246,19 +247,21 @@ class StudentTrainer:
                 targets.append(group_targets)
                 face_masks.append(group.target_masks.to(device))
                 recon.append(group.reconstruction.to(device))
+                pixel.append(group.pixel_target.to(device))
                 sources_rep.append(source[None].expand(len(group_targets), -1, -1, -1))
                 if self.teacher is not None:
                     teacher_out.append(self.teacher(source, group_targets, group.source_points, group.target_points))
             result, mask, target = torch.cat(results), torch.cat(masks), torch.cat(targets)
             face_mask, recon, source = torch.cat(face_masks), torch.cat(recon).float(), torch.cat(sources_rep)
+            pixel = torch.cat(pixel).float()  # pixel losses only where the target is sharp enough
             with torch.no_grad():
                 source_id = self.encoder.embed(source)
                 target_id = self.encoder.embed(target)
             result_id = self.encoder.embed(result.float())
             losses = {}
             losses["id"] = identity_loss(source_id.embedding, result_id.embedding).mean()
-            losses["rec"] = masked_mean(per_sample_l1(result, target), recon)
-            losses["per"] = masked_mean(perceptual_loss(result_id.maps, target_id.maps), recon)
+            losses["rec"] = masked_mean(per_sample_l1(result, target), recon * pixel)
+            losses["per"] = masked_mean(perceptual_loss(result_id.maps, target_id.maps), recon * pixel)
             cross = 1.0 - recon
             losses["attr"] = masked_mean(per_sample_l1(result_id.maps[ATTRIBUTE_MAP], target_id.maps[ATTRIBUTE_MAP]), cross)
             losses["mask"] = weak_mask_loss(mask, face_mask, config.mask_face_weight).mean()
@@ -279,7 +282,7 @@ class StudentTrainer:
                 with torch.no_grad():
                     teacher_id = self.encoder.embed(teach)
                     quality = self.quality(teach) if self.quality is not None else None
-                alpha = distillation_weight(source_id.embedding, teacher_id.embedding, quality) * cross
+                alpha = distillation_weight(source_id.embedding, teacher_id.embedding, quality) * cross * pixel
                 losses["distill_rec"] = masked_mean(per_sample_l1(result, teach), alpha)
                 losses["distill_per"] = masked_mean(perceptual_loss(result_id.maps, teacher_id.maps), alpha)
                 losses["alpha"] = alpha.mean()
