@@ -59,8 +59,11 @@ def _make_swapper(args: argparse.Namespace):
 def _print_summary(swapper, output) -> None:
     s = swapper.stats
     per_frame = ", ".join(f"{k} {1e3 * v / max(s.frames, 1):.1f} ms" for k, v in s.seconds.items())
+    unmatched = (f", {s.frames_without_match} frame(s) where no face matched the reference"
+                 if swapper.selector.reference is not None else "")
     print(f"wrote {output}: {s.frames} frame(s), {s.faces_swapped} face(s) swapped, "
-          f"{s.frames_without_face} frame(s) without a face passed through unchanged ({per_frame} per frame)")
+          f"{s.frames_without_face} frame(s) without a face{unmatched} passed through unchanged "
+          f"({per_frame} per frame)")
 
 
 def _swap_aligned(args: argparse.Namespace) -> None:

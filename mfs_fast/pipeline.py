@@ -22,7 +22,8 @@ from .checkpoints import load_weights
 from .errors import ImageError, MfsError, NoFaceError
 from .face import Face, FaceDetector, FaceTracker, align_face, paste_back
 from .face.align import alignment_matrix
-from .face.select import FaceSelector
+from .face.select import FaceSelector, check_policy, check_similarity
+from .face.tracking import check_every
 from .identity.base import IdentityEncoder
 from .image_io import check_bgr_image, read_bgr
 from .models import FaceSwapModels, IdentityWeights
@@ -39,10 +40,16 @@ class AlignedCrop:
 
 @dataclass
 class SwapStats:
-    """Running totals, so callers can report frames that had no face."""
+    """Running totals, so callers can report frames that passed through unswapped.
+
+    ``frames_without_face``: no face was found at all. ``frames_without_match``: faces were
+    found but none matched the reference person (only with ``reference=``); these are kept
+    apart because they are the intended outcome of reference matching, not a detection miss.
+    """
 
     frames: int = 0
     frames_without_face: int = 0
+    frames_without_match: int = 0
     faces_swapped: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: {"detect": 0.0, "idn": 0.0, "paste": 0.0})
 
@@ -69,6 +76,9 @@ class Swapper:
     in the C++ pipeline core (:mod:`mfs_fast.core`): ``None`` (default) when it can (``fused``
     backend, extension built), ``True`` to require it, ``False`` for the Python path;
     ``swapper.core`` is the core in use (set it to ``None`` to switch to the Python path).
+
+    ``faces`` and ``similarity`` (a cosine, -1..1) are checked before anything is loaded: a bad
+    value is an :class:`MfsError` naming it.
     """
 
     def __init__(
@@ -86,6 +96,10 @@ class Swapper:
         size: int = DEFAULT_SIZE,
         core: bool | None = None,
     ) -> None:
+        check_policy(faces)
+        check_similarity(similarity)
+        if similarity is not None and reference is None:
+            warnings.warn("similarity has no effect without a reference image", stacklevel=2)
         if weights is None:
             from .weights import load_starter_weights
 
@@ -169,7 +183,13 @@ class Swapper:
 
     # ------------------------------------------------------------------ frames
     def swap(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Swap every selected face in one BGR frame; returns a new array (or ``out``)."""
+        """Swap every selected face in one BGR frame; returns a new array (or ``out``).
+
+        A frame with no face to swap passes through unchanged and is counted in
+        :attr:`stats`; that includes frames too small to hold a detectable face (e.g. 7x7
+        pixels): an unusual size is not an error, since in a video it is just a frame without
+        a face. Only non-images (wrong dtype or channels) raise :class:`ImageError`.
+        """
         check_bgr_image(frame)
         start = time.perf_counter()
         faces = self.detector.detect(frame)
@@ -187,7 +207,8 @@ class Swapper:
         return self._swap_faces(frames, detections, [None] * len(frames))
 
     def tracker(self, every: int = 5, fps: float = 30.0, smooth: bool = True) -> FaceTracker:
-        """A tracker for consecutive frames of one video (see :meth:`swap_tracked`)."""
+        """A tracker for consecutive frames of one video (see :meth:`swap_tracked`); detects every
+        ``every`` frames (an :class:`MfsError` unless a whole number >= 1)."""
         return FaceTracker(self.detector, every=every, fps=fps, smooth=smooth)
 
     def swap_tracked(self, frame: np.ndarray, tracker: FaceTracker, out: np.ndarray | None = None) -> np.ndarray:
@@ -203,6 +224,7 @@ class Swapper:
         """Swap a whole video: same fps and size, audio copied, written atomically."""
         from .video import probe_video, transcode
 
+        check_every(every)  # before the video is opened
         info = probe_video(src)
         tracker = self.tracker(every=every, fps=float(info.fps) or 30.0, smooth=smooth)
         return transcode(src, dst, lambda frame: self.swap_tracked(frame, tracker), progress=progress, info=info)
@@ -212,7 +234,8 @@ class Swapper:
         selected = [self.selector.select(frame, faces) for frame, faces in zip(frames, detections)]
         self.last_faces = selected[-1] if selected else []
         self.stats.frames += len(frames)
-        self.stats.frames_without_face += sum(1 for faces in selected if not faces)
+        self.stats.frames_without_face += sum(1 for faces in detections if not faces)
+        self.stats.frames_without_match += sum(1 for found, kept in zip(detections, selected) if found and not kept)
         if self.core is not None:
             return [self._swap_with_core(frame, faces, out) for frame, faces, out in zip(frames, selected, outs)]
         aligned = [[align_face(frame, f.landmarks, self.size) for f in faces] for frame, faces in zip(frames, selected)]

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from .errors import MediaError, MfsError
+from .face.tracking import check_every
 from .pipeline import Swapper
 
 WINDOW = "mfs-fast"
@@ -59,7 +60,12 @@ def draw_fps(frame: np.ndarray, fps: float) -> None:
 
 def run_live(swapper: Swapper, camera: str | int = 0, window: bool = True, virtual_camera: bool = True,
              every: int = 5, max_frames: int | None = None) -> LiveStats:
-    """Swap frames from ``camera`` until it ends, 'q'/Esc is pressed, or ``max_frames``."""
+    """Swap frames from ``camera`` until it ends, 'q'/Esc is pressed, or ``max_frames``.
+
+    Faces are followed by the same :class:`~mfs_fast.face.FaceTracker` as video files
+    (:meth:`Swapper.swap_tracked`), detecting every ``every`` frames.
+    """
+    check_every(every)  # before a camera or window is opened
     if window and not gui_available():
         raise MfsError("this OpenCV build has no GUI (opencv-python-headless): install opencv-python for a "
                        "window, or pass --no-window (with pyvirtualcam installed, frames go to the virtual camera)")

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mfs_fast import ImageError, NoFaceError, Swapper
+from mfs_fast import ImageError, MfsError, NoFaceError, Swapper
 from mfs_fast.face import align_face, template
 from mfs_fast.face.detectors import create_detector
 from mfs_fast.face.paste import footprint_box
@@ -153,3 +153,76 @@ def test_several_faces_in_source_uses_largest_and_says_so(official_models, detec
         warnings.simplefilter("always")
         Swapper(IMAGES / "group_6faces.jpg", official_models, detector=detector)
     assert any("6 faces" in str(w.message) and "largest" in str(w.message) for w in caught)
+
+
+# --- argument checks, odd frames, what the summary counts ---------------------------------
+
+@pytest.mark.parametrize("options, message", [
+    ({"similarity": 5}, "similarity must be a cosine similarity between -1 and 1, got 5"),
+    ({"similarity": -1.5}, "similarity must be a cosine similarity"),
+    ({"similarity": float("nan")}, "similarity must be a cosine similarity"),
+    ({"faces": "biggest"}, "faces must be one of all, largest"),
+])
+def test_bad_swapper_arguments_are_refused_before_loading(options, message, tmp_path):
+    """Checked first: the missing weights folder would otherwise be the error."""
+    with pytest.raises(MfsError, match=message):
+        Swapper(np.zeros((8, 8, 3), np.uint8), tmp_path / "no-weights", **options)
+
+
+def test_similarity_without_reference_is_flagged(tmp_path):
+    """Said up front too (the missing weights are the error that follows)."""
+    with pytest.warns(UserWarning, match="no effect without a reference"), pytest.raises(MfsError):
+        Swapper(np.zeros((8, 8, 3), np.uint8), tmp_path / "no-weights", similarity=0.5)
+
+
+@pytest.mark.parametrize("every", [0, -3, 2.5])
+def test_bad_every_is_refused_before_any_media_is_opened(swapper, tmp_path, every):
+    from mfs_fast.webcam import run_live
+
+    with pytest.raises(MfsError, match="every"):
+        swapper.swap_video(tmp_path / "missing.mp4", tmp_path / "out.mp4", every=every)
+    with pytest.raises(MfsError, match="every"):
+        swapper.tracker(every=every)
+    with pytest.raises(MfsError, match="every"):
+        run_live(swapper, camera=str(tmp_path / "missing.mp4"), window=False, every=every)
+
+
+@pytest.mark.parametrize("shape", [(7, 7, 3), (1, 1, 3), (7, 300, 3)])
+def test_tiny_frames_pass_through_unchanged(swapper, shape):
+    """Too small for a face is not an error: the frame comes back as it was, counted as
+    a frame without a face (see Swapper.swap)."""
+    tiny = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    before = swapper.stats.frames_without_face
+    np.testing.assert_array_equal(swapper.swap(tiny), tiny)
+    np.testing.assert_array_equal(swapper.swap_tracked(tiny, swapper.tracker(every=1)), tiny)
+    assert swapper.stats.frames_without_face == before + 2
+
+
+@needs_assets
+def test_faces_that_do_not_match_the_reference_are_counted_apart(official_models, detector, astronaut, swapper,
+                                                                 capsys):
+    from mfs_fast.cli import _print_summary
+
+    picky = Swapper(astronaut, official_models, detector=detector, reference=IMAGES / "biden_1.jpg")
+    blank = np.full((240, 320, 3), 127, np.uint8)
+    for frame in (astronaut, blank, astronaut):
+        np.testing.assert_array_equal(picky.swap(frame), frame)  # the astronaut is not Biden
+    assert (picky.stats.frames, picky.stats.frames_without_face, picky.stats.frames_without_match) == (3, 1, 2)
+    _print_summary(picky, "out.mp4")
+    line = capsys.readouterr().out
+    assert "1 frame(s) without a face, 2 frame(s) where no face matched the reference passed through" in line
+    # without a reference, the summary does not mention one
+    _print_summary(swapper, "out.mp4")
+    assert "reference" not in capsys.readouterr().out
+
+
+def test_cli_refuses_an_impossible_similarity_in_one_line(tmp_path):
+    """As a user runs it: refused before any file is read (these do not even exist)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "mfs_fast", "swap", "--source", tmp_path / "a.jpg", "--target",
+                           tmp_path / "b.jpg", "-o", tmp_path / "c.jpg", "--similarity", "5"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "similarity must be a cosine similarity between -1 and 1, got 5.0" in proc.stderr

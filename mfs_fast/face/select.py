@@ -13,6 +13,27 @@ if TYPE_CHECKING:
     from ..identity import IdentityEncoder
 
 POLICIES = ("all", "largest")
+# Every identity encoder returns L2-normalised embeddings, so similarities are cosines.
+SIMILARITY_RANGE = (-1.0, 1.0)
+
+
+def check_policy(policy: object) -> str:
+    """``policy`` if it is one of :data:`POLICIES`, else an MfsError listing them."""
+    if policy not in POLICIES:
+        raise MfsError(f"faces must be one of {', '.join(POLICIES)} (or pass a reference image), got {policy!r}")
+    return policy
+
+
+def check_similarity(threshold: object) -> float | None:
+    """A reference-match threshold as a float in :data:`SIMILARITY_RANGE` (``None`` = the
+    encoder's default); anything else is an MfsError, since no cosine can reach e.g. 5."""
+    if threshold is None:
+        return None
+    low, high = SIMILARITY_RANGE
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
+            or not low <= float(threshold) <= high:
+        raise MfsError(f"similarity must be a cosine similarity between {low:g} and {high:g}, got {threshold!r}")
+    return float(threshold)
 
 
 class FaceSelector:
@@ -26,10 +47,8 @@ class FaceSelector:
 
     def __init__(self, policy: str = "all", encoder: "IdentityEncoder | None" = None,
                  threshold: float | None = None) -> None:
-        if policy not in POLICIES:
-            raise MfsError(f"faces must be one of {', '.join(POLICIES)} (or pass a reference image), got {policy!r}")
-        self.policy, self.encoder = policy, encoder
-        self._threshold = threshold
+        self.policy, self.encoder = check_policy(policy), encoder
+        self._threshold = check_similarity(threshold)
         self.reference: np.ndarray | None = None
 
     @property
@@ -63,6 +82,7 @@ class FaceSelector:
         return [float(s) for s in embeddings @ self.reference]
 
     def select(self, frame: np.ndarray, faces: list[Face]) -> list[Face]:
+        """The faces to swap: those matching the reference (if set), then the policy."""
         if self.reference is not None and faces:
             faces = [f for f, s in zip(faces, self.similarities(frame, faces)) if s >= self.threshold]
         if self.policy == "largest" and faces:

@@ -1,8 +1,11 @@
 """Steady landmarks across video frames: detect every N frames, track in between, smooth.
 
 Between detections the detector's cheaper ``track`` (landmarks from the previous position)
-is used when it has one. Each face track's 5 landmarks go through a One-Euro filter (Casiez
-et al., CHI 2012): strong smoothing while the face is still, little lag when it moves.
+is used when it has one. Faces are matched to tracks by index through an assignment on box
+overlap and centre distance (:func:`match_boxes`), so faces entering, leaving, crossing or
+changing order in the detector's list keep their own track and smoothing state. Each
+track's 5 landmarks go through its own One-Euro filter (Casiez et al., CHI 2012): strong
+smoothing while the face is still, little lag when it moves.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..errors import MfsError
 from .types import Face, FaceDetector
 
 
@@ -40,6 +44,7 @@ class OneEuroFilter:
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two x1, y1, x2, y2 boxes (0 when they do not overlap)."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -47,8 +52,89 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-@dataclass
-class _Track:
+def min_cost_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
+    """Rows matched to columns, each used at most once, with the least total cost.
+
+    The Hungarian method (Kuhn-Munkres with potentials, O(n^2 m)) on a finite N x M matrix;
+    returns min(N, M) ``(row, column)`` pairs sorted by row. Written out here because face
+    counts are small and SciPy is not a runtime dependency.
+    """
+    cost = np.asarray(cost, np.float64)
+    if cost.ndim != 2 or not np.isfinite(cost).all():
+        raise ValueError("cost must be a finite 2-D matrix")
+    rows, cols = cost.shape
+    if rows == 0 or cols == 0:
+        return []
+    if rows > cols:
+        return sorted((r, c) for c, r in min_cost_assignment(cost.T))
+    c = cost.tolist()
+    u, v = [0.0] * (rows + 1), [0.0] * (cols + 1)
+    owner, way = [0] * (cols + 1), [0] * (cols + 1)  # owner[j]: row (1-based) holding column j
+    for row in range(1, rows + 1):
+        owner[0], j0 = row, 0
+        min_slack, used = [math.inf] * (cols + 1), [False] * (cols + 1)
+        while owner[j0] != 0:
+            used[j0] = True
+            i0, delta, j1 = owner[j0], math.inf, 0
+            for j in range(1, cols + 1):
+                if not used[j]:
+                    slack = c[i0 - 1][j - 1] - u[i0] - v[j]
+                    if slack < min_slack[j]:
+                        min_slack[j], way[j] = slack, j0
+                    if min_slack[j] < delta:
+                        delta, j1 = min_slack[j], j
+            for j in range(cols + 1):
+                if used[j]:
+                    u[owner[j]] += delta
+                    v[j] -= delta
+                else:
+                    min_slack[j] -= delta
+            j0 = j1
+        while j0:  # flip the augmenting path
+            j1 = way[j0]
+            owner[j0] = owner[j1]
+            j0 = j1
+    return sorted((owner[j] - 1, j - 1) for j in range(1, cols + 1) if owner[j])
+
+
+def _centre_and_size(box: np.ndarray) -> tuple[np.ndarray, float]:
+    x1, y1, x2, y2 = np.asarray(box, np.float64)
+    return np.array([(x1 + x2) / 2, (y1 + y2) / 2]), max(math.sqrt(max(x2 - x1, 0) * max(y2 - y1, 0)), 1e-6)
+
+
+def match_boxes(previous: list[np.ndarray], current: list[np.ndarray], min_iou: float = 0.3,
+                max_shift: float = 0.5) -> list[tuple[int, int]]:
+    """``(previous index, current index)`` pairs for boxes that are the same face one frame on.
+
+    A pair is allowed when the boxes overlap by ``min_iou`` or more, or their centres are
+    less than ``max_shift`` face sizes apart (fast motion; size = sqrt of the box area).
+    Among the allowed pairs, one assignment minimises the sum of (1 - IoU) + centre shift in
+    face sizes, so two faces that pass each other or swap order in the detector's list keep
+    their own tracks; by index, each box is used at most once.
+    """
+    if not previous or not current:
+        return []
+    cost = np.empty((len(previous), len(current)))
+    allowed = np.zeros_like(cost, bool)
+    for i, a in enumerate(previous):
+        centre_a, size_a = _centre_and_size(a)
+        for j, b in enumerate(current):
+            centre_b, size_b = _centre_and_size(b)
+            iou = box_iou(a, b)
+            shift = float(np.linalg.norm(centre_a - centre_b)) / math.sqrt(size_a * size_b)
+            cost[i, j] = (1.0 - iou) + shift
+            allowed[i, j] = iou >= min_iou or shift < max_shift
+    # A disallowed pair costs more than any set of allowed ones: the assignment first keeps as
+    # many allowed pairs as it can, then the cheapest; disallowed pairs it is forced into are dropped.
+    forbidden = 1.0 + cost[allowed].sum() if allowed.any() else 1.0
+    pairs = min_cost_assignment(np.where(allowed, cost, forbidden + cost))
+    return [(i, j) for i, j in pairs if allowed[i, j]]
+
+
+@dataclass(eq=False)  # tracks are compared by identity, never by their (array-holding) fields
+class Track:
+    """One face followed across frames: its latest face, its own landmark filter and a stable id."""
+
     face: Face
     smoother: OneEuroFilter
     track_id: int
@@ -56,46 +142,65 @@ class _Track:
 
 
 class FaceTracker:
-    """``update(frame) -> faces`` for consecutive video frames."""
+    """``update(frame) -> faces`` for consecutive video frames.
+
+    Detects every ``every`` frames (and on any frame where ``track`` loses a face or there is
+    nothing to track); between detections follows the faces with the detector's ``track``.
+    Faces are matched to the previous frame's tracks by :func:`match_boxes`: matched faces
+    keep their track (id and landmark filter), new faces start tracks, unmatched tracks end.
+    ``update`` returns faces in track order (oldest track first); ``ids`` holds their track ids.
+    """
 
     def __init__(self, detector: FaceDetector, every: int = 5, smooth: bool = True, fps: float = 30.0,
                  min_cutoff: float = 1.0, beta: float = 0.05) -> None:
-        if every < 1:
-            raise ValueError("every must be >= 1")
-        self.detector, self.every, self.smooth = detector, every, smooth
+        check_every(every)
+        self.detector, self.every, self.smooth = detector, int(every), smooth
         self.filter_options = dict(rate=fps, min_cutoff=min_cutoff, beta=beta)
-        self.tracks: list[_Track] = []
+        self.tracks: list[Track] = []
         self.frame_index = 0
         self._next_id = 0
 
+    @property
+    def ids(self) -> list[int]:
+        """Track ids of the faces the last ``update`` returned, in the same order."""
+        return [t.track_id for t in self.tracks]
+
     def update(self, frame: np.ndarray) -> list[Face]:
-        can_track = hasattr(self.detector, "track") and self.tracks
-        if self.frame_index % self.every == 0 or not can_track:
-            faces = self.detector.detect(frame)
-        else:
+        """The faces in ``frame``, continuing the tracks of the previous frame."""
+        faces = None
+        if self.frame_index % self.every != 0 and self.tracks and hasattr(self.detector, "track"):
             faces = self.detector.track(frame, [t.face for t in self.tracks])
+            if len(faces) < len(self.tracks):
+                faces = None  # a face was lost: look again with the detector
+        if faces is None:
+            faces = self.detector.detect(frame)
         self.frame_index += 1
         self.tracks = self._associate(faces)
         return [t.face for t in self.tracks]
 
-    def _associate(self, faces: list[Face]) -> list[_Track]:
-        """Match faces to the previous tracks by box overlap; unmatched faces start new tracks."""
-        free = list(self.tracks)
+    def _associate(self, faces: list[Face]) -> list[Track]:
+        """Continue matched tracks, start new ones for unmatched faces; unmatched tracks end."""
+        matched = {j: i for i, j in match_boxes([t.face.box for t in self.tracks], [f.box for f in faces])}
         tracks = []
-        for face in faces:
-            best = max(free, key=lambda t: box_iou(t.face.box, face.box), default=None)
-            if best is not None and box_iou(best.face.box, face.box) > 0.3:
-                free.remove(best)
-                track = best
+        for j, face in enumerate(faces):
+            if j in matched:
+                track = self.tracks[matched[j]]
             else:
-                track = _Track(face, OneEuroFilter(**self.filter_options), self._next_id)
+                track = Track(face, OneEuroFilter(**self.filter_options), self._next_id)
                 self._next_id += 1
             if self.smooth:
                 landmarks = track.smoother(face.landmarks.reshape(-1)).reshape(5, 2).astype(np.float32)
                 face = replace(face, landmarks=landmarks)
             track.face = face
             tracks.append(track)
-        return tracks
+        return sorted(tracks, key=lambda t: t.track_id)
+
+
+def check_every(every: object) -> int:
+    """``every`` (detect every N frames) as an int, or an MfsError saying what is allowed."""
+    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+        raise MfsError(f"every (run the detector every N frames) must be a whole number >= 1, got {every!r}")
+    return int(every)
 
 
 def landmark_jitter(sequence: list[np.ndarray]) -> dict[str, float]:
