@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 
 from .errors import ImageError, MediaError, VideoError
+from .image_io import check_image_file, image_format as _image_format, looks_like_text, not_an_image
 
 PathLike = str | os.PathLike
 
@@ -130,15 +131,6 @@ def _existing_file(path: PathLike, error: type[MediaError] = MediaError) -> Path
     return path
 
 
-_IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"BM", "bmp"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-)
 _VIDEO_SIGNATURES: tuple[tuple[int, bytes], ...] = (
     (4, b"ftyp"),  # ISO BMFF: mp4, mov, m4v, 3gp
     (4, b"moov"),
@@ -149,16 +141,6 @@ _VIDEO_SIGNATURES: tuple[tuple[int, bytes], ...] = (
     (0, b"OggS"),
     (0, b"\x00\x00\x01\xba"),  # MPEG program stream
 )
-
-
-def _image_format(head: bytes) -> str | None:
-    """The image format named by the first bytes, or None."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    for magic, name in _IMAGE_SIGNATURES:
-        if head.startswith(magic):
-            return name
-    return None
 
 
 def _looks_like_video(head: bytes) -> bool:
@@ -203,23 +185,17 @@ def _gif_frame_count(path: Path, stop_at: int = 2) -> int:
     return frames
 
 
-def _check_image_decodes(path: Path, fmt: str) -> None:
-    """Decode a small version of the image so corrupt files fail here with a clear error."""
-    if not cv2.haveImageReader(str(path)):
-        raise ImageError(f"{path} is a {fmt.upper()} image but this OpenCV build cannot read {fmt.upper()}")
-    if cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
-        raise ImageError(f"cannot decode {path}: a {fmt.upper()} header, but the data is corrupt or truncated")
-
-
 # ---------------------------------------------------------------------------------------------- kind
 
 
 def media_kind(path: PathLike) -> Literal["image", "video"]:
     """Whether ``path`` holds an image or a video, judged by its bytes, never by its name.
 
-    Images are recognised by magic bytes and checked to decode; anything else is asked of ffmpeg.
+    Images are recognised by magic bytes and checked to be complete and of a sane size
+    (:func:`~mfs_fast.image_io.check_image_file`); anything else but text is asked of ffmpeg.
     Raises :class:`MediaError` (missing, empty, unrecognised), :class:`ImageError` (image header but
-    undecodable) or :class:`VideoError` (a video container ffmpeg cannot open, e.g. truncated).
+    damaged, or an image format this project does not read) or :class:`VideoError` (a video
+    container ffmpeg cannot open, e.g. truncated).
     """
     path = _existing_file(path)
     with path.open("rb") as f:
@@ -229,8 +205,10 @@ def media_kind(path: PathLike) -> Literal["image", "video"]:
         if _gif_frame_count(path) > 1 or not cv2.haveImageReader(str(path)):
             return "video"
     if fmt is not None:
-        _check_image_decodes(path, fmt)
+        check_image_file(path)
         return "image"
+    if looks_like_text(head):
+        raise not_an_image(path, head, "an image or a video")
     return _kind_from_ffmpeg(path, head)
 
 
@@ -246,10 +224,8 @@ def _kind_from_ffmpeg(path: Path, head: bytes) -> Literal["image", "video"]:
         raise error(f"{path} is {what}: {header.error}")
     if not header.has_video:
         raise MediaError(f"{path} has no video stream (container {header.container}; audio only?)")
-    if _IMAGE_DEMUXERS.match(header.container):
-        if cv2.haveImageReader(str(path)) and cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None:
-            return "image"
-        raise ImageError(f"{path} is an image format ({header.container}) that OpenCV cannot read")
+    if _IMAGE_DEMUXERS.match(header.container):  # no image magic of ours: ffmpeg guesses from the name
+        raise not_an_image(path, head)
     return "video"
 
 
