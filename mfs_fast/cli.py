@@ -1,12 +1,72 @@
-"""The ``mfs-fast`` command line."""
+"""The ``mfs-fast`` command line.
+
+One error path: every failure prints one line ``mfs-fast: error: ...`` on stderr naming the file or
+option and what to do, and exits with
+
+* 2: bad input or options (a :class:`MfsError`, an unreadable/unwritable file, a usage error);
+* 130: interrupted with Ctrl-C (SIGINT); 143: stopped with SIGTERM. Both raise KeyboardInterrupt
+  in the main thread, so the video writer removes its temporaries and no partial output is left;
+* 1: an internal error (a bug): still one line; ``MFS_FAST_DEBUG=1`` shows the traceback.
+
+Warnings are printed as one ``mfs-fast: warning: ...`` line each.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+import warnings
 from pathlib import Path
+from typing import Callable
 
 from .errors import MfsError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+DEBUG_ENV = "MFS_FAST_DEBUG"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (naming the option) instead of the whole usage."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _library_check(check: Callable, convert: type, text: str):
+    """An option value through the library's own check (one home for each rule), as argparse wants it."""
+    try:
+        return check(convert(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    except MfsError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _every(text: str) -> int:
+    from .face.tracking import check_every
+
+    return _library_check(check_every, int, text)
+
+
+def _similarity(text: str) -> float:
+    from .face.select import check_similarity
+
+    return _library_check(check_similarity, float, text)
 
 
 def _cmd_convert(args: argparse.Namespace) -> None:
@@ -27,33 +87,55 @@ def _cmd_swap(args: argparse.Namespace) -> None:
     if args.aligned:
         _swap_aligned(args)
         return
-    from .image_io import read_bgr, write_image
-    from .video import media_kind
+    from .face.detectors import create_detector
+    from .image_io import check_image_file, output_format, read_image, write_image
+    from .video import _container_for, media_kind
 
-    swapper = _make_swapper(args)
-    if media_kind(args.target) == "image":
-        write_image(args.output, swapper.swap(read_bgr(args.target)), inputs=(args.source, args.target))
+    # everything a user can get wrong is checked before the (slow) models load
+    for option, path in (("--source", args.source), ("--reference", args.reference)):
+        if path is not None:
+            check_image_file(path)
+    kind = media_kind(args.target)
+    if kind == "image":
+        output_format(args.output)
+    else:
+        _container_for(Path(args.output))
+    _check_writable(args.output)
+    swapper = _make_swapper(args, create_detector(args.detector))
+    inputs = tuple(p for p in (args.source, args.target, args.reference) if p is not None)
+    if kind == "image":
+        image = read_image(args.target)
+        write_image(args.output, image.restore(swapper.swap(image.bgr)), inputs=inputs, metadata=image.metadata)
     else:
         swapper.swap_video(args.target, args.output, every=args.every, progress=not args.quiet,
                            smooth=not args.no_smooth)
     _print_summary(swapper, args.output)
 
 
-def _make_swapper(args: argparse.Namespace):
-    import warnings
+def _check_writable(output: str | Path) -> None:
+    """MfsError unless a file can be created where ``output`` goes (its folder, or the nearest
+    existing folder above it), so a read-only folder fails before any work is done."""
+    folder = Path(output).absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise MfsError(f"cannot write {output}: {folder} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise MfsError(f"cannot write to the folder {folder} ({error.strerror or error}): "
+                       f"choose a writable output path with -o") from None
 
+
+def _make_swapper(args: argparse.Namespace, detector=None):
     from .backends import DEFAULT_BACKEND
     from .pipeline import Swapper
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        swapper = Swapper(args.source, args.weights, backend=args.backend or DEFAULT_BACKEND, strict=args.strict,
-                          detector=args.detector,
-                          faces=args.faces, reference=args.reference, similarity=args.similarity,
-                          identity_encoder=args.identity_encoder)
-    for warning in caught:
-        print(f"mfs-fast: note: {warning.message}", file=sys.stderr)
-    return swapper
+    return Swapper(args.source, args.weights, backend=args.backend or DEFAULT_BACKEND, strict=args.strict,
+                   detector=detector or args.detector,
+                   faces=args.faces, reference=args.reference, similarity=args.similarity,
+                   identity_encoder=args.identity_encoder)
 
 
 def _print_summary(swapper, output) -> None:
@@ -69,10 +151,13 @@ def _print_summary(swapper, output) -> None:
 def _swap_aligned(args: argparse.Namespace) -> None:
     from .aligned import swap_aligned
     from .checkpoints import load_weights
-    from .image_io import read_bgr, write_image
-
+    from .image_io import output_format, read_bgr, write_image
     from .weights import load_starter_weights
 
+    for path in (args.output, args.mask_out):
+        if path is not None:
+            output_format(path)
+            _check_writable(path)
     source, target = read_bgr(args.source), read_bgr(args.target)
     models = load_weights(args.weights) if args.weights else load_starter_weights()
     result = swap_aligned(models, source, target)
@@ -251,7 +336,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_doctor(args: argparse.Namespace) -> None:
     from . import native
     from .backends import DEFAULT_BACKEND, DEFAULT_PREFERENCE, backend_report
-    from .face import available_detectors
+    from .face.detectors import describe_detectors
 
     print("IDN backends (preference order):")
     report = backend_report(DEFAULT_PREFERENCE)
@@ -261,7 +346,9 @@ def _cmd_doctor(args: argparse.Namespace) -> None:
     print(f"Swapper default: first usable of {', '.join(DEFAULT_BACKEND)} (fastest measured on the reference CPU; compare with "
           f"`mfs-fast bench`); the first usable in the list above: {first}")
     print(f"C++ core: {'built' if native.AVAILABLE else native.IMPORT_ERROR}")
-    print(f"face detectors: {', '.join(available_detectors())} (or a user-supplied SCRFD .onnx path)")
+    print("face detectors (--detector):")
+    for name, needs in describe_detectors().items():
+        print(f"  {name:<12} {needs}")
 
 
 def _add_swapper_options(p: argparse.ArgumentParser) -> None:
@@ -269,19 +356,20 @@ def _add_swapper_options(p: argparse.ArgumentParser) -> None:
                    "files (default: the bundled starter weights, see mfs_fast/weights/README.md)")
     p.add_argument("--faces", choices=("all", "largest"), default="all", help="which faces to swap")
     p.add_argument("--reference", help="swap only faces that look like the person in this image")
-    p.add_argument("--similarity", type=float, help="cosine identity similarity needed with --reference "
+    p.add_argument("--similarity", type=_similarity, help="cosine identity similarity needed with --reference "
                    "(default: the identity encoder's own threshold, 0.91 for dlib)")
     p.add_argument("--identity-encoder", default="dlib", choices=("dlib", "arcface"),
                    help="identity net for --reference: dlib (offline) or arcface (the weights' identity net)")
-    p.add_argument("--every", type=int, default=5, help="video: run the detector every N frames, track between")
+    p.add_argument("--every", type=_every, default=5, help="video: run the detector every N frames, track between")
     p.add_argument("--backend", nargs="+", metavar="NAME", help="IDN backend, or an ordered preference list "
                    "(default: the fastest usable here; see `mfs-fast doctor` and `mfs-fast bench`)")
     p.add_argument("--strict", action="store_true", help="fail instead of falling back to the next backend")
-    p.add_argument("--detector", default="blazeface", help="blazeface, or the path of an SCRFD .onnx file")
+    p.add_argument("--detector", default="blazeface", help="blazeface, or the path of an SCRFD .onnx file "
+                   "(scrfd alone: the file named by $MFS_FAST_SCRFD_MODEL)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mfs-fast", description="Fast MobileFaceSwap")
+    parser = _Parser(prog="mfs-fast", description="Fast MobileFaceSwap")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("convert", help="convert the official .pdparams files to the project's format")
@@ -307,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_swapper_options(p)
     p.add_argument("--no-window", action="store_true")
     p.add_argument("--no-virtual-camera", action="store_true", help="do not use pyvirtualcam even if installed")
-    p.add_argument("--max-frames", type=int)
+    p.add_argument("--max-frames", type=_positive_int)
     p.set_defaults(run=_cmd_webcam)
 
     p = sub.add_parser("info", help="parameters and multiply-accumulates per component")
@@ -317,22 +405,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="IDN latency per backend, side by side in one run")
     p.add_argument("--backend", nargs="+", metavar="NAME", help="backends to time (default: every usable one)")
     p.add_argument("--size", type=int, choices=(224, 256), default=224)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--batch", type=_positive_int, default=1)
+    p.add_argument("--threads", type=_positive_int, nargs="+", default=[1, 2])
+    p.add_argument("--rounds", type=_positive_int, default=30)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=_cmd_bench)
 
     p = sub.add_parser("tune", help="autotune the TVM build of the IDN (MetaSchedule) for a target")
     p.add_argument("--target", default="host", help="a named target (host, aarch64-linux, android-arm64) or a "
                    "TVM target as JSON; android-arm64 writes the aarch64-linux log it shares")
-    p.add_argument("--trials", type=int, default=640, help="total measured candidates")
-    p.add_argument("--per-task", type=int, default=16, help="most candidates per kernel in this run")
+    p.add_argument("--trials", type=_positive_int, default=640, help="total measured candidates")
+    p.add_argument("--per-task", type=_positive_int, default=16, help="most candidates per kernel in this run")
     p.add_argument("--retune", type=int, default=0, metavar="N",
                    help="also search further on the N kernels that cost most per forward")
     p.add_argument("--rpc", metavar="HOST:PORT:KEY",
                    help="measure on devices registered with this TVM RPC tracker (e.g. a phone or board)")
-    p.add_argument("--threads", type=int, help="cores to tune for (default: all)")
+    p.add_argument("--threads", type=_positive_int, help="cores to tune for (default: all)")
     p.add_argument("--size", type=int, choices=(224, 256), default=224)
     p.set_defaults(run=_cmd_tune)
 
@@ -343,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "--backend tvm-cuda without --target means --target cuda-sm90")
     p.add_argument("--weights", help="folder from `mfs-fast convert` (the fixed heads are baked in)")
     p.add_argument("--size", type=int, choices=(224, 256), default=224)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch", type=_positive_int, default=1)
     p.add_argument("-o", "--output", required=True, help="library to write (.so); Android: also OUT.tar, "
                    "the objects to link with the NDK; always OUT.manifest.json")
     p.set_defaults(run=_cmd_compile)
@@ -355,9 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an RPC server, or a tracker and the device key (e.g. 127.0.0.1:9190:aarch64-qemu)")
     p.add_argument("--lib", help="upload this library (from `mfs-fast compile`) instead of building one")
     p.add_argument("--weights", help="folder from `mfs-fast convert` (default: random weights)")
-    p.add_argument("--repeat", type=int, default=10, help="bench: timed runs on the device")
+    p.add_argument("--repeat", type=_positive_int, default=10, help="bench: timed runs on the device")
     p.add_argument("--size", type=int, choices=(224, 256), default=224)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch", type=_positive_int, default=1)
     p.set_defaults(run=_cmd_rpc)
 
     p = sub.add_parser("eval", help="the paper's evaluation protocol: ID retrieval, pose, expression, FD-dlib")
@@ -369,11 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=["model", "target", "paste-source"],
                    choices=("model", "target", "paste-source", "mesh-warp"),
                    help="methods to compare (default: model target paste-source; mesh-warp: the classical swap)")
-    p.add_argument("--frames", type=int, default=16, help="video targets: how many frames to process")
-    p.add_argument("--stride", type=int, default=1, help="video targets: take every k-th frame")
-    p.add_argument("--samples", type=int, default=4, help="(source, target) pairs shown in samples.png")
+    p.add_argument("--frames", type=_positive_int, default=16, help="video targets: how many frames to process")
+    p.add_argument("--stride", type=_positive_int, default=1, help="video targets: take every k-th frame")
+    p.add_argument("--samples", type=_positive_int, default=4, help="(source, target) pairs shown in samples.png")
     p.add_argument("--no-mesh", action="store_true", help="expression from the 5 points only")
-    p.add_argument("--detector", default="blazeface", help="blazeface, or the path of an SCRFD .onnx file")
+    p.add_argument("--detector", default="blazeface", help="blazeface, or the path of an SCRFD .onnx file "
+                   "(scrfd alone: the file named by $MFS_FAST_SCRFD_MODEL)")
     p.add_argument("-o", "--output", required=True, help="folder for metrics.json, metrics.md, samples.png")
     p.set_defaults(run=_cmd_eval)
 
@@ -385,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the student (or the quality regressor Q) from a TOML config")
     p.add_argument("--config", required=True, help="TOML file (see configs/ and mfs_fast/train/config.py)")
-    p.add_argument("--steps", type=int, help="override the config's steps (a run resumes from its checkpoint)")
+    p.add_argument("--steps", type=_positive_int, help="override the config's steps (a run resumes from its checkpoint)")
     p.add_argument("--output", help="override the config's output folder (relative to the current directory)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the config's device")
     p.add_argument("--export-only", action="store_true", help="write weights from the last checkpoint and stop")
@@ -397,13 +486,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; returns the exit status (see the module docstring)."""
+    from .signals import Terminated, terminate_raises_interrupt
+
     try:
-        args.run(args)
-    except MfsError as error:
-        print(f"mfs-fast: error: {error}", file=sys.stderr)
-        return 2
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed as one line
+        return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _print_warning
+        try:
+            with terminate_raises_interrupt():
+                args.run(args)
+        except Terminated:
+            return _fail("stopped by SIGTERM; unfinished outputs were removed", EXIT_TERMINATED)
+        except KeyboardInterrupt:
+            return _fail("interrupted (Ctrl-C); unfinished outputs were removed", EXIT_INTERRUPTED)
+        except MfsError as error:
+            return _fail(str(error), EXIT_BAD_INPUT)
+        except OSError as error:  # a file the checks above could not foresee (disk full, permissions)
+            where = f" {error.filename}" if error.filename else ""
+            return _fail(f"{error.strerror or error}:{where}; check the path and free space", EXIT_BAD_INPUT)
+        except Exception as error:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            return _fail(f"internal error ({type(error).__name__}: {error}); this is a bug: please report it "
+                         f"with the traceback that {DEBUG_ENV}=1 prints", EXIT_INTERNAL)
     return 0
+
+
+def _fail(message: str, status: int) -> int:
+    """Print ``message`` as the one ``error:`` line (multi-line messages joined) and return ``status``."""
+    one_line = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    print(f"mfs-fast: error: {one_line}", file=sys.stderr, flush=True)
+    return status
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"mfs-fast: warning: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

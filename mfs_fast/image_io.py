@@ -96,10 +96,13 @@ def looks_like_text(head: bytes) -> bool:
     return printable >= 0.95 * len(head)
 
 
-def not_an_image(path: PathLike, head: bytes, what: str = "an image") -> ImageError:
-    """The error for a file that is not an image this project reads, saying what it looks like."""
+def not_an_image(path: PathLike, head: bytes, video_too: bool = False) -> ImageError:
+    """The error for a file that is not an image this project reads (nor a video, with
+    ``video_too``), saying whether its contents look like text or are unknown."""
     contents = "text" if looks_like_text(head) else f"unknown, starting with {head[:8].hex(' ') or 'nothing'}"
-    return ImageError(f"{path} is not {what} (contents are {contents}); give a {_SUPPORTED} file")
+    what, give = ("an image or a video", f"a {_SUPPORTED} image or a video") if video_too else \
+        ("an image", f"a {_SUPPORTED} file")
+    return ImageError(f"{path} is not {what} (contents are {contents}); give {give}")
 
 
 def max_image_pixels() -> int:
@@ -573,8 +576,8 @@ def output_format(path: PathLike) -> str:
     """The image format an output path's extension asks for, or an ImageError listing them."""
     suffix = Path(path).suffix.lower()
     if suffix not in OUTPUT_EXTENSIONS:
-        raise ImageError(f"cannot write an image to {path}: use one of {', '.join(OUTPUT_EXTENSIONS)}, "
-                         f"not {suffix or 'a name without extension'}")
+        raise ImageError(f"cannot write an image to {path}: an image output name ends in one of "
+                         f"{', '.join(OUTPUT_EXTENSIONS)}, not {suffix or 'no extension'}")
     return OUTPUT_EXTENSIONS[suffix]
 
 

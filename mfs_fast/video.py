@@ -208,7 +208,7 @@ def media_kind(path: PathLike) -> Literal["image", "video"]:
         check_image_file(path)
         return "image"
     if looks_like_text(head):
-        raise not_an_image(path, head, "an image or a video")
+        raise not_an_image(path, head, video_too=True)
     return _kind_from_ffmpeg(path, head)
 
 
@@ -225,7 +225,7 @@ def _kind_from_ffmpeg(path: Path, head: bytes) -> Literal["image", "video"]:
     if not header.has_video:
         raise MediaError(f"{path} has no video stream (container {header.container}; audio only?)")
     if _IMAGE_DEMUXERS.match(header.container):  # no image magic of ours: ffmpeg guesses from the name
-        raise not_an_image(path, head)
+        raise not_an_image(path, head, video_too=True)
     return "video"
 
 

@@ -19,7 +19,7 @@ from .scrfd import SCRFDDetector
 from .face_mesh import FaceMesh, Roi, five_points, level_angle, roi_from_detection
 from .types import Face, FaceDetector
 
-__all__ = ["BlazeFaceDetector", "available_detectors", "create_detector", "register_detector"]
+__all__ = ["BlazeFaceDetector", "available_detectors", "create_detector", "describe_detectors", "register_detector"]
 
 DetectorFactory = Callable[..., FaceDetector]
 _REGISTRY: dict[str, DetectorFactory] = {}
@@ -35,12 +35,18 @@ def available_detectors() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def describe_detectors() -> dict[str, str]:
+    """Each registered detector and what it needs to run here (a factory's ``needs()``, if any)."""
+    return {name: getattr(factory, "needs", lambda: "built in")() for name, factory in sorted(_REGISTRY.items())}
+
+
 def create_detector(name: str = "blazeface", **options) -> FaceDetector:
     """A new detector by registered name, or from a user-supplied SCRFD ``.onnx`` file path."""
     if str(name).lower().endswith(".onnx"):
         return SCRFDDetector(name, **options)
     if name not in _REGISTRY:
-        raise MfsError(f"unknown face detector {name!r}; available: {', '.join(available_detectors())}")
+        raise MfsError(f"unknown face detector {name!r}: use one of {', '.join(available_detectors())}, "
+                       f"or the path of an SCRFD .onnx file")
     return _REGISTRY[name](**options)
 
 
@@ -145,4 +151,4 @@ class BlazeFaceDetector:
 
 
 register_detector(BlazeFaceDetector.name, BlazeFaceDetector)
-register_detector(SCRFDDetector.name, SCRFDDetector)  # create_detector("scrfd", model_path=...)
+register_detector(SCRFDDetector.name, SCRFDDetector)  # create_detector("scrfd", model_path=...) or $MFS_FAST_SCRFD_MODEL

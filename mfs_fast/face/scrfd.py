@@ -1,13 +1,15 @@
 """A user-supplied SCRFD ONNX file (insightface's detector family) as a FaceDetector.
 
 SCRFD files cannot be obtained offline here, so this detector is opt-in: pass the path of
-e.g. ``det_10g.onnx`` as ``create_detector("path/to/det_10g.onnx")`` or ``--detector``.
+e.g. ``det_10g.onnx`` as ``create_detector("path/to/det_10g.onnx")`` or ``--detector``, or set
+``MFS_FAST_SCRFD_MODEL`` to it and ask for ``"scrfd"`` by name.
 Layout handled: 9 outputs (scores, box distances, keypoint offsets for strides 8/16/32,
 2 anchors per cell), input RGB (x - 127.5) / 128, letterboxed at the top left.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -17,6 +19,7 @@ from ..errors import MfsError
 from ..image_io import check_bgr_image
 from .types import Face
 
+MODEL_ENV = "MFS_FAST_SCRFD_MODEL"
 STRIDES = (8, 16, 32)
 ANCHORS_PER_CELL = 2
 
@@ -51,15 +54,19 @@ class SCRFDDetector:
 
     name = "scrfd"
 
-    def __init__(self, model_path: str | Path, min_score: float = 0.5, nms_iou: float = 0.4,
+    def __init__(self, model_path: str | Path | None = None, min_score: float = 0.5, nms_iou: float = 0.4,
                  input_size: int = 640, threads: int | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
             raise MfsError("the SCRFD detector needs onnxruntime: pip install onnxruntime") from None
-        path = Path(model_path)
+        if model_path is None and not os.environ.get(MODEL_ENV):
+            raise MfsError(f"the scrfd detector needs an SCRFD .onnx model file (e.g. insightface's det_10g.onnx), "
+                           f"which is not bundled: pass its path as --detector PATH.onnx, or set {MODEL_ENV}=PATH")
+        path = Path(model_path if model_path is not None else os.environ[MODEL_ENV])
         if not path.is_file():
-            raise MfsError(f"SCRFD model not found: {path}")
+            named_by = f" (named by {MODEL_ENV})" if model_path is None else ""
+            raise MfsError(f"SCRFD model not found: {path}{named_by}; give the path of an SCRFD .onnx file")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -72,6 +79,14 @@ class SCRFDDetector:
                            f"has {3 * len(STRIDES)} (scores, boxes, keypoints for strides {STRIDES})")
         self.input_name = self.session.get_inputs()[0].name
         self.min_score, self.nms_iou, self.size = min_score, nms_iou, input_size
+
+    @staticmethod
+    def needs() -> str:
+        """What this detector needs to run here, in words (for ``mfs-fast doctor``)."""
+        configured = os.environ.get(MODEL_ENV)
+        where = f"{MODEL_ENV}={configured}" + ("" if Path(configured).is_file() else " (missing)") \
+            if configured else f"{MODEL_ENV} not set"
+        return f"needs an SCRFD .onnx model file: --detector PATH.onnx, or set {MODEL_ENV} ({where})"
 
     def _blob(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         scale = self.size / max(image.shape[:2])

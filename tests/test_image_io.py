@@ -1,0 +1,263 @@
+"""Images are never changed silently: damage is an error, and what a swap does not touch survives
+bit for bit (alpha, 16 bit, grey, orientation, ICC profile, EXIF)."""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from mfs_fast.errors import ImageError
+from mfs_fast.image_io import (ImageMetadata, check_image_file, read_bgr, read_header, read_image, write_image)
+
+
+def exif_bytes(orientation: int = 1, thumbnail: bytes = b"") -> bytes:
+    """A little-endian EXIF/TIFF block: IFD0 with the orientation, and IFD1 pointing at ``thumbnail``."""
+    ifd1 = 26
+    ifd0 = (struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)
+            + struct.pack("<I", ifd1 if thumbnail else 0))
+    data = b"II*\x00" + struct.pack("<I", 8) + ifd0
+    if thumbnail:
+        at = ifd1 + 2 + 24 + 4
+        data += (struct.pack("<H", 2) + struct.pack("<HHII", 0x0201, 4, 1, at)
+                 + struct.pack("<HHII", 0x0202, 4, 1, len(thumbnail)) + struct.pack("<I", 0) + thumbnail)
+    return data
+
+
+def test_exif_orientation_matches_opencv_and_round_trips(tmp_path):
+    """All 8 EXIF orientations: ``bgr`` is upright exactly as cv2.imread shows it, and restore()
+    puts the pixels back in stored orientation, so the copied EXIF still describes them."""
+    stored = cv2.resize(np.random.default_rng(0).integers(0, 256, (6, 10, 3), dtype=np.uint8), (40, 24),
+                        interpolation=cv2.INTER_NEAREST)
+    for suffix in (".jpg", ".png"):
+        for orientation in range(1, 9):
+            path = tmp_path / f"o{orientation}{suffix}"
+            write_image(path, stored, metadata=ImageMetadata(exif=exif_bytes(orientation)))
+            image = read_image(path)
+            assert image.orientation == orientation
+            np.testing.assert_array_equal(image.bgr, cv2.imread(str(path)), err_msg=f"{suffix} {orientation}")
+            np.testing.assert_array_equal(image.restore(image.bgr), image.pixels)
+
+
+def _paint(image, value=(10, 200, 40)):
+    """A swap stand-in: a coloured square in the upright 8-bit picture."""
+    edited = image.bgr.copy()
+    edited[4:12, 6:20] = value
+    return edited
+
+
+def test_alpha_is_carried_untouched(tmp_path):
+    rng = np.random.default_rng(1)
+    bgra = rng.integers(0, 256, (16, 24, 4), dtype=np.uint8)
+    write_image(tmp_path / "in.png", bgra)
+    image = read_image(tmp_path / "in.png")
+    write_image(tmp_path / "out.png", image.restore(_paint(image)))
+    out = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (16, 24, 4)
+    np.testing.assert_array_equal(out[..., 3], bgra[..., 3])
+    np.testing.assert_array_equal(out[4:12, 6:20, :3], np.broadcast_to((10, 200, 40), (8, 14, 3)))
+    outside = np.ones((16, 24), bool)
+    outside[4:12, 6:20] = False
+    np.testing.assert_array_equal(out[outside], bgra[outside])
+
+
+def test_sixteen_bit_stays_sixteen_bit_outside_the_change(tmp_path):
+    rng = np.random.default_rng(2)
+    deep = rng.integers(0, 65536, (16, 24, 3), dtype=np.uint16)
+    write_image(tmp_path / "in.png", deep)
+    image = read_image(tmp_path / "in.png")
+    assert image.bgr.dtype == np.uint8
+    out = image.restore(_paint(image))
+    assert out.dtype == np.uint16
+    outside = np.ones((16, 24), bool)
+    outside[4:12, 6:20] = False
+    np.testing.assert_array_equal(out[outside], deep[outside])  # bit for bit, not via 8 bits
+    inside = out[4:12, 6:20].astype(np.int64)
+    expected = deep[4:12, 6:20].astype(np.int64) + (np.array((10, 200, 40)) - image.bgr[4:12, 6:20]) * 257
+    np.testing.assert_array_equal(inside, np.clip(expected, 0, 65535))
+
+
+@pytest.mark.parametrize("layout", ["grey", "grey+alpha"])
+def test_grey_in_grey_out(tmp_path, layout):
+    """A grayscale file gets a grey face, even when stored with alpha (read as 4 channels)."""
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 256, (16, 24), dtype=np.uint8)
+    path = tmp_path / "in.png"
+    if layout == "grey":
+        write_image(path, grey)
+    else:  # OpenCV cannot write grey+alpha: build the PNG (colour type 4) by hand
+        alpha = rng.integers(0, 256, (16, 24), dtype=np.uint8)
+        rows = b"".join(b"\x00" + np.dstack([grey, alpha])[r].tobytes() for r in range(16))
+        chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 24, 16, 8, 4, 0, 0, 0))
+                         + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    image = read_image(path)
+    assert image.header.grey
+    out = image.restore(_paint(image))
+    colour = out if out.ndim == 2 else out[..., :3]
+    if colour.ndim == 3:
+        assert (colour == colour[..., :1]).all(), "a grey image got a coloured face"
+        np.testing.assert_array_equal(out[..., 3], alpha)
+        colour = colour[..., 0]
+    expected_grey = cv2.cvtColor(np.uint8([[[10, 200, 40]]]), cv2.COLOR_BGR2GRAY)[0, 0]
+    assert (colour[4:12, 6:20] == expected_grey).all()
+    outside = np.ones((16, 24), bool)
+    outside[4:12, 6:20] = False
+    np.testing.assert_array_equal(colour[outside], grey[outside])
+
+
+def test_icc_and_exif_are_copied_without_the_thumbnail(tmp_path):
+    """ICC and EXIF go from a JPEG to PNG and JPEG outputs; the EXIF thumbnail (a small copy of the
+    original face) does not. Checked with Pillow as an independent reader."""
+    Image = pytest.importorskip("PIL.Image")
+    icc = b"\x00\x00\x02\x00fake-icc-profile" + bytes(range(256)) * 300  # > one 64 KB JPEG segment
+    exif = exif_bytes(6, thumbnail=b"ORIGINAL-FACE-THUMBNAIL")
+    source = tmp_path / "in.jpg"
+    write_image(source, np.full((8, 8, 3), 90, np.uint8), metadata=ImageMetadata(icc=icc, exif=exif))
+    image = read_image(source)
+    assert image.header.icc == icc and image.orientation == 6
+    for suffix in (".jpg", ".png"):
+        out = write_image(tmp_path / f"out{suffix}", image.restore(image.bgr), metadata=image.metadata)
+        with Image.open(out) as pil:
+            assert pil.info.get("icc_profile") == icc
+            assert pil.getexif().get(0x0112) == 6
+        data = out.read_bytes()
+        assert b"ORIGINAL-FACE-THUMBNAIL" not in data
+        assert read_header(data).exif is not None
+
+
+def test_outputs_that_cannot_hold_the_input_warn(tmp_path):
+    deep_alpha = np.full((8, 8, 4), 40000, np.uint16)
+    with pytest.warns(UserWarning) as caught:
+        write_image(tmp_path / "out.jpg", deep_alpha)
+    said = " ".join(str(w.message) for w in caught)
+    assert "8 bits" in said and "transparency dropped" in said
+    assert cv2.imread(str(tmp_path / "out.jpg"), cv2.IMREAD_UNCHANGED).shape == (8, 8, 3)
+    with pytest.warns(UserWarning, match="not written to TIFF"):
+        write_image(tmp_path / "out.tif", deep_alpha, metadata=ImageMetadata(exif=exif_bytes()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_image(tmp_path / "out.png", deep_alpha, metadata=ImageMetadata(exif=exif_bytes()))
+
+
+def test_writes_follow_the_umask_and_leave_no_temporaries(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = write_image(tmp_path / "out.png", np.zeros((4, 4, 3), np.uint8))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def _png(width: int, height: int, idat: bytes = b"") -> bytes:
+    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", idat or zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def huge_headers() -> dict[str, bytes]:
+    """Small files whose headers claim 100000 x 100000 pixels (10 gigapixels)."""
+    jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg = jpeg[:sof + 5] + struct.pack(">HH", 50000, 50000) + jpeg[sof + 9:]  # 2.5 gigapixels (16-bit fields)
+    bmp = bytearray(cv2.imencode(".bmp", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    struct.pack_into("<ii", bmp, 18, 100000, 100000)
+    gif = bytearray(b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\x00\x00\x00" + b"\x3b")
+    webp = bytearray(cv2.imencode(".webp", np.zeros((8, 8, 3), np.uint8), [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes())
+    webp[21:25] = ((16383) | (16383 << 14)).to_bytes(4, "little")  # VP8L: 16384 x 16384
+    tiff = bytearray(cv2.imencode(".tif", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    return {"png": _png(100000, 100000), "jpeg": jpeg, "bmp": bytes(bmp), "gif": bytes(gif), "webp": bytes(webp),
+            "tiff": _tiff_with_size(bytes(tiff), 100000, 100000)}
+
+
+def _tiff_with_size(data: bytes, width: int, height: int) -> bytes:
+    out = bytearray(data)
+    ifd = struct.unpack_from("<I", out, 4)[0]
+    for i in range(struct.unpack_from("<H", out, ifd)[0]):
+        at = ifd + 2 + 12 * i
+        tag, kind = struct.unpack_from("<HH", out, at)
+        if tag in (256, 257):
+            struct.pack_into("<HHII", out, at, tag, 4, 1, width if tag == 256 else height)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "bmp", "gif", "webp", "tiff"])
+def test_huge_dimensions_fail_from_the_header(tmp_path, fmt):
+    path = tmp_path / f"huge.{fmt}"
+    path.write_bytes(huge_headers()[fmt])
+    with pytest.raises(ImageError, match=r"megapixels\), over the limit of 128 megapixels.*MFS_FAST_MAX_IMAGE_PIXELS"):
+        check_image_file(path)
+    with pytest.raises(ImageError, match="over the limit"):
+        read_image(path)
+
+
+def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
+    path = tmp_path / "a.png"
+    write_image(path, np.zeros((10, 10, 3), np.uint8))
+    monkeypatch.setenv("MFS_FAST_MAX_IMAGE_PIXELS", "99")
+    with pytest.raises(ImageError, match="10x10 pixels"):
+        read_image(path)
+    monkeypatch.setenv("MFS_FAST_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ImageError, match="must be a positive whole number"):
+        read_image(path)
+
+
+def _photo_jpeg() -> bytes:
+    import skimage.data
+
+    return cv2.imencode(".jpg", cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.5, 0.9, 0.999])
+def test_truncated_jpeg_is_an_error_not_a_grey_half(tmp_path, fraction):
+    data = _photo_jpeg()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[:int(len(data) * fraction)])
+    assert cv2.imread(str(path)) is not None  # OpenCV alone would decode it (grey fill)
+    with pytest.raises(ImageError, match="corrupt or truncated JPEG"):
+        read_bgr(path)
+
+
+def test_damaged_jpeg_data_is_an_error(tmp_path):
+    """Data cut from the middle of the scan: libjpeg warns ("Corrupt JPEG data") and fills in;
+    we turn the warning into an error instead of swapping a damaged picture."""
+    data = _photo_jpeg()
+    scan = data.index(b"\xff\xda")
+    path = tmp_path / "holed.jpg"
+    path.write_bytes(data[:scan + 2000] + data[scan + 30000:])
+    with pytest.raises(ImageError, match=r"corrupt or truncated.*decoder: .*Corrupt JPEG data"):
+        read_image(path)
+
+
+def test_damaged_png_is_an_error(tmp_path):
+    data = bytearray(cv2.imencode(".png", np.random.default_rng(4).integers(0, 256, (32, 32, 3), np.uint8))[1])
+    path = tmp_path / "a.png"
+    path.write_bytes(bytes(data[:-12]))  # no IEND
+    with pytest.raises(ImageError, match="ends before the IEND chunk"):
+        read_image(path)
+    idat = data.index(b"IDAT")
+    data[idat + 40] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="'IDAT' has a bad checksum"):
+        read_image(path)
+
+
+def test_not_an_image_says_what_it_is(tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("shopping list: milk, eggs\n")
+    with pytest.raises(ImageError, match=r"notes.jpg is not an image \(contents are text\)"):
+        read_image(text)
+    binary = tmp_path / "blob.png"
+    binary.write_bytes(bytes(range(200)))
+    with pytest.raises(ImageError, match=r"not an image \(contents are unknown, starting with 00 01 02"):
+        read_image(binary)
+    empty = tmp_path / "empty.png"
+    empty.touch()
+    with pytest.raises(ImageError, match="empty"):
+        read_image(empty)
