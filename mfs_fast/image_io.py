@@ -525,22 +525,28 @@ def _to_bgr8(pixels: np.ndarray) -> np.ndarray:
 def read_image(path: PathLike) -> ImageFile:
     """Read an image for swapping; any damage, an unsupported layout or an oversized header is an
     :class:`ImageError` naming the file and what to do. Metadata problems are warnings."""
-    path, data = _read_bytes(path)
+    return decode_image(*reversed(_read_bytes(path)))
+
+
+def decode_image(data: bytes, path: PathLike = "<bytes>") -> ImageFile:
+    """:func:`read_image` of a file's contents (``path`` only names it in messages)."""
+    path = Path(path)
     header = read_header(data, path)
     for note in header.notes:
-        warnings.warn(f"{path}: {note}", stacklevel=2)
+        warnings.warn(f"{path}: {note}", stacklevel=3)
     with _decoder_messages() as messages:
         try:
-            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            pixels, failure = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), None
         except cv2.error as exc:
-            pixels, messages = None, [*messages, str(exc).strip().splitlines()[-1]]
+            pixels, failure = None, str(exc).strip().splitlines()[-1]
+    messages += [failure] if failure else []
     damage = [m for m in messages if _DAMAGE.search(m)]
     if damage or pixels is None:
         said = f" (decoder: {'; '.join((damage or messages)[:2])})" if damage or messages else ""
         raise ImageError(f"cannot decode {path}: a {header.format.upper()} header, but the data is corrupt or "
                          f"truncated{said}; re-export or re-download it")
     for message in messages:
-        warnings.warn(f"{path}: the {header.format.upper()} decoder said: {message}", stacklevel=2)
+        warnings.warn(f"{path}: the {header.format.upper()} decoder said: {message}", stacklevel=3)
     if pixels.dtype not in (np.uint8, np.uint16) or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4)):
         raise ImageError(f"{path} holds {pixels.dtype} pixels with {1 if pixels.ndim == 2 else pixels.shape[2]} "
                          f"channel(s); only 8- and 16-bit grey, BGR and BGRA images are read: convert it first")

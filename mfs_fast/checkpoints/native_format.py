@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
@@ -87,7 +88,7 @@ def load_weights_dir(folder: str | Path) -> FaceSwapModels:
         actual = sha256_of(path)
         if actual != entry["sha256"]:
             raise CheckpointError(f"{path} is corrupt: sha256 {actual[:12]}... differs from the manifest's {entry['sha256'][:12]}...")
-        tensors = decode_tensors(load_file(str(path)))
+        tensors = decode_tensors(read_safetensors(path))
         for field in fields:
             module = getattr(models, field)
             prefix = f"{field}."
@@ -162,19 +163,35 @@ def _check_fits(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], so
         raise CheckpointError(f"{source} does not fit the model:\n  " + "\n  ".join(problems[:20]))
 
 
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a malformed one (bad header, data past the end) is a
+    CheckpointError (the manifest's sha256 catches accidents, not a manifest rewritten to match)."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
+
+
 def read_manifest(path: Path) -> dict:
-    """A weights folder's manifest, checked to be ours and of this format version."""
+    """A weights folder's manifest, checked to be ours, of this format version and well formed."""
     if not path.is_file():
         raise CheckpointError(f"no {MANIFEST} in {path.parent}")
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+        manifest = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(manifest).__name__}, not a weights manifest")
     if manifest.get("format") != FORMAT_NAME or manifest.get("version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} is format {manifest.get('format')!r} v{manifest.get('version')!r}; "
             f"this build reads {FORMAT_NAME!r} v{FORMAT_VERSION}"
         )
+    files, identity = manifest.get("files"), manifest.get("identity", IRSE_KIND)
+    if not isinstance(files, dict) or not isinstance(identity, str) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("sha256"), str) for entry in files.values()):
+        raise CheckpointError(f"{path} is damaged: it needs 'files' (each with a 'sha256') and an 'identity' name; "
+                              f"write the folder again with `mfs-fast convert` or `mfs-fast train --export-only`")
     return manifest
 
 

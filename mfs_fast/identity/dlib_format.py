@@ -16,6 +16,7 @@ Only the layer kinds this network uses are understood; anything else is a clear 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +84,9 @@ class _Reader:
     def float(self) -> float:
         mantissa = self.int()
         exponent = self.int()
-        return float(np.ldexp(np.float64(mantissa), exponent))
+        if not -1100 <= exponent <= 1100:
+            raise self.fail(f"float exponent {exponent} out of range")
+        return math.ldexp(float(mantissa), exponent) if abs(mantissa) < 2**64 else math.inf
 
     def string(self) -> str:
         length = self.int()
@@ -98,9 +101,9 @@ class _Reader:
         if version != 2:
             raise self.fail(f"tensor version {version} (expected 2)")
         shape = tuple(self.int() for _ in range(4))
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         end = self.pos + 4 * size
-        if size < 0 or end > len(self.data):
+        if min(shape) < 0 or end > len(self.data):
             raise self.fail(f"tensor of shape {shape} runs past the end of the file")
         values = np.frombuffer(self.data, dtype="<f4", count=size, offset=self.pos).astype(np.float32)
         self.pos = end
@@ -141,7 +144,12 @@ def read_dlib_net(path: str | Path) -> DlibNetFile:
         data = path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"cannot read dlib model file {path}: {exc.strerror or exc}") from exc
-    reader = _Reader(data, str(path))
+    return parse_dlib_net(data, str(path))
+
+
+def parse_dlib_net(data: bytes, name: str = "<bytes>") -> DlibNetFile:
+    """:func:`read_dlib_net` of a file's contents (``name`` only names it in messages)."""
+    reader = _Reader(data, name)
     if reader.int() != 1:
         raise reader.fail("loss layer version")
     loss_tag = reader.string()
