@@ -88,11 +88,13 @@ def _cmd_swap(args: argparse.Namespace) -> None:
         _swap_aligned(args)
         return
     from .face.detectors import create_detector
-    from .image_io import check_image_file, output_format, read_image, write_image
+    from .image_io import check_image_file, output_format, read_image, refuse_inputs, write_image
     from .video import _container_for, media_kind
 
     # everything a user can get wrong is checked before the (slow) models load
-    for option, path in (("--source", args.source), ("--reference", args.reference)):
+    inputs = tuple(p for p in (args.source, args.target, args.reference) if p is not None)
+    refuse_inputs(args.output, inputs)
+    for path in (args.source, args.reference):
         if path is not None:
             check_image_file(path)
     kind = media_kind(args.target)
@@ -102,7 +104,6 @@ def _cmd_swap(args: argparse.Namespace) -> None:
         _container_for(Path(args.output))
     _check_writable(args.output)
     swapper = _make_swapper(args, create_detector(args.detector))
-    inputs = tuple(p for p in (args.source, args.target, args.reference) if p is not None)
     if kind == "image":
         image = read_image(args.target)
         write_image(args.output, image.restore(swapper.swap(image.bgr)), inputs=inputs, metadata=image.metadata)
@@ -151,17 +152,18 @@ def _print_summary(swapper, output) -> None:
 def _swap_aligned(args: argparse.Namespace) -> None:
     from .aligned import swap_aligned
     from .checkpoints import load_weights
-    from .image_io import output_format, read_bgr, write_image
+    from .image_io import output_format, read_bgr, refuse_inputs, write_image
     from .weights import load_starter_weights
 
+    inputs = (args.source, args.target)
     for path in (args.output, args.mask_out):
         if path is not None:
+            refuse_inputs(path, inputs)
             output_format(path)
             _check_writable(path)
     source, target = read_bgr(args.source), read_bgr(args.target)
     models = load_weights(args.weights) if args.weights else load_starter_weights()
     result = swap_aligned(models, source, target)
-    inputs = (args.source, args.target)
     write_image(args.output, result.image, inputs=inputs)
     print(f"wrote {args.output}")
     if args.mask_out:

@@ -49,7 +49,8 @@ import cv2
 import numpy as np
 
 from .errors import ImageError, MediaError, VideoError
-from .image_io import check_image_file, image_format as _image_format, looks_like_text, not_an_image
+from .image_formats import image_format as _image_format, looks_like_text, not_an_image
+from .image_io import check_image_file
 
 PathLike = str | os.PathLike
 

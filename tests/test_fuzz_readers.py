@@ -30,7 +30,8 @@ import pytest
 from test_image_io import exif_bytes, huge_headers
 
 from mfs_fast.errors import MfsError
-from mfs_fast.image_io import ImageMetadata, decode_image, write_image
+from mfs_fast.image_formats import ImageMetadata
+from mfs_fast.image_io import decode_image, write_image
 
 SCALE = float(os.environ.get("MFS_FUZZ_SCALE", "1"))
 CASE_SECONDS = 20.0  # a case slower than this is a hang

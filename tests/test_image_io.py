@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from mfs_fast.errors import ImageError
-from mfs_fast.image_io import (ImageMetadata, check_image_file, read_bgr, read_header, read_image, write_image)
+from mfs_fast.image_formats import ImageMetadata, looks_like_text, read_header
+from mfs_fast.image_io import check_image_file, read_bgr, read_image, write_image
 
 
 def exif_bytes(orientation: int = 1, thumbnail: bytes = b"") -> bytes:
@@ -261,3 +262,8 @@ def test_not_an_image_says_what_it_is(tmp_path):
     empty.touch()
     with pytest.raises(ImageError, match="empty"):
         read_image(empty)
+
+
+def test_text_is_recognised_in_any_script():
+    assert looks_like_text("名前: 山田\nnotes, été\n".encode()[:20])  # cut inside a character
+    assert not looks_like_text(bytes(range(256))) and not looks_like_text(b"\x89PNG\r\n\x1a\n")
