@@ -88,6 +88,38 @@ def test_cache_holds_aligned_crops_masks_and_identities(tmp_path, photo_folder):
     assert again.entries == info.entries
 
 
+def test_pixel_targets_are_only_crops_upscaled_within_the_limit(tmp_path, photo_folder):
+    """Each cached crop records its upscale factor; a crop above max_pixel_upscale is never a
+    pixel target, and the sharp shares draw sources and targets from the sharp crops."""
+    from mfs_fast.face import align_face, create_detector
+    from mfs_fast.train.data import PairSampler, crop_upscale
+
+    info = build_cache([str(photo_folder)], tmp_path / "cache")
+    first = cv2.imread(info.entries[0]["file"])
+    face = max(create_detector("blazeface").detect(first), key=lambda f: f.area)
+    assert info.entries[0]["upscale"] == pytest.approx(crop_upscale(align_face(first, face.landmarks).matrix), abs=1e-3)
+    small = cv2.resize(first, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    assert crop_upscale(align_face(small, face.landmarks * 0.5).matrix) == pytest.approx(
+        2 * info.entries[0]["upscale"], rel=1e-3)  # half the pixels: twice the upscale
+    for entry, upscale in zip(info.entries, (1.0, 2.0, 2.0)):
+        entry["upscale"] = upscale
+    cache = FaceCache(info, max_pixel_upscale=1.3)
+    assert cache.sharp.tolist() == [True, False, False][:len(info.entries)]
+    sharp_only = PairSampler(cache, 4, 0.0, 0.0, sharp_target_share=1.0, sharp_source_share=1.0)
+    for _ in range(5):
+        group = sharp_only.group()
+        assert set(group.indices) == {0} and bool(group.pixel_target.all())
+    anything = PairSampler(cache, 4, 0.0, 0.0, seed=3)
+    seen = set()
+    for _ in range(20):
+        group = anything.group()
+        seen.update(group.indices)
+        expected = [bool(cache.sharp[t] and (r or cache.sharp[group.indices[0]]))
+                    for t, r in zip(group.indices[1:], group.reconstruction.tolist())]
+        assert group.pixel_target.tolist() == expected
+    assert len(seen) == len(info.entries)
+
+
 def test_smoke_run_learns_checkpoints_resume_and_export(tmp_path, photo_folder):
     """A few pure-reconstruction steps: the loss on fixed inputs goes down; the run writes
     its log, samples, checkpoint and weights; the weights load back and swap the same way;

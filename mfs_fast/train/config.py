@@ -38,6 +38,7 @@ class TrainConfig:
     same_identity_share: float = 0.1  # target = another image of the source's person
     max_pixel_upscale: float = 0.0  # crops upscaled more than this are never pixel targets (0: no limit)
     sharp_target_share: float = 0.0  # share of other-person targets drawn from the crops within that limit
+    sharp_source_share: float = 0.0  # share of sources drawn from them (the rest: any crop, for more people)
     lr: float = 1e-4
     lr_schedule: str = "constant"  # "constant" or "cosine" (down to lr_final at the last step)
     lr_final: float = 1e-5
@@ -98,8 +99,8 @@ class TrainConfig:
             raise MfsError("config: same_image_share + same_identity_share must lie in [0, 1]")
         if self.teacher and self.teacher.get("kind") not in TEACHER_KINDS:
             raise MfsError(f"config: teacher.kind must be one of {', '.join(TEACHER_KINDS)}, got {self.teacher.get('kind')!r}")
-        if self.max_pixel_upscale < 0 or not 0 <= self.sharp_target_share <= 1:
-            raise MfsError("config: max_pixel_upscale must be >= 0 and sharp_target_share within [0, 1]")
+        if self.max_pixel_upscale < 0 or not 0 <= self.sharp_target_share <= 1 or not 0 <= self.sharp_source_share <= 1:
+            raise MfsError("config: max_pixel_upscale must be >= 0, sharp_target_share and sharp_source_share within [0, 1]")
         if self.lr_schedule not in LR_SCHEDULES:
             raise MfsError(f"config: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         return self

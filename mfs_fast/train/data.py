@@ -242,37 +242,42 @@ class PairGroup:
     pixel_target: torch.Tensor  # M bools: the target (and, for a cross pair, the source) is sharp enough for pixel losses
     source_points: torch.Tensor | None = None  # 468 x 2 mesh points of the source
     target_points: torch.Tensor | None = None  # M x 468 x 2
+    indices: tuple[int, ...] = ()  # cache entries of the source, then of each target
 
 
 class PairSampler:
     """Random (source, targets) groups with a share of same-image / same-identity pairs.
 
-    Sources come from every crop (identity diversity); other targets come from the sharp crops
-    with probability ``sharp_target_share``, and a same-identity target is a sharp crop of the
+    Sources come from the sharp crops with probability ``sharp_source_share``, else from every
+    crop (identity diversity: LFW's many people); other targets come from the sharp crops with
+    probability ``sharp_target_share``, and a same-identity target is a sharp crop of the
     person when there is one, so that most pixel losses have a real, sharp face to match."""
 
     def __init__(self, cache: FaceCache, targets_per_source: int, same_image_share: float,
-                 same_identity_share: float, seed: int = 0, sharp_target_share: float = 0.0) -> None:
+                 same_identity_share: float, seed: int = 0, sharp_target_share: float = 0.0,
+                 sharp_source_share: float = 0.0) -> None:
         if len(cache) < 2:
             raise MfsError(f"training needs at least 2 cached faces, the cache has {len(cache)}")
         self.cache, self.m = cache, targets_per_source
         self.same_image, self.same_identity = same_image_share, same_identity_share
-        self.sharp_share = sharp_target_share if len(cache.sharp_indices) else 0.0
+        has_sharp = len(cache.sharp_indices) > 0
+        self.sharp_target_share = sharp_target_share if has_sharp else 0.0
+        self.sharp_source_share = sharp_source_share if has_sharp else 0.0
         self.rng = np.random.default_rng(seed + 1)
 
-    def _other_target(self) -> int:
-        rng = self.rng
-        if rng.random() < self.sharp_share:
-            return int(rng.choice(self.cache.sharp_indices))
-        return int(rng.integers(len(self.cache)))
+    def _draw(self, sharp_share: float) -> int:
+        """A crop index: a sharp one with probability ``sharp_share``, else any."""
+        if sharp_share > 0 and self.rng.random() < sharp_share:
+            return int(self.rng.choice(self.cache.sharp_indices))
+        return int(self.rng.integers(len(self.cache)))
 
     def group(self) -> PairGroup:
-        rng, n = self.rng, len(self.cache)
-        source_index = int(rng.integers(n))
+        rng = self.rng
+        source_index = self._draw(self.sharp_source_share)
         source = self.cache.sample(source_index)
         person = self.cache.by_identity[self.cache.entries[source_index]["identity"]]
         sharp = self.cache.sharp
-        targets, recon, pixel = [], [], []
+        targets, recon, pixel, indices = [], [], [], [source_index]
         for _ in range(self.m):
             u = rng.random()
             if u < self.same_image:
@@ -282,11 +287,13 @@ class PairSampler:
                 sharp_others = [p for p in others if sharp[p]]
                 index, is_recon = int(rng.choice(sharp_others or others)), True
             else:
-                index = self._other_target()
+                index = self._draw(self.sharp_target_share)
                 is_recon = self.cache.entries[index]["identity"] == self.cache.entries[source_index]["identity"]
             targets.append(self.cache.sample(index))
             recon.append(is_recon)
+            indices.append(index)
             # a cross pair's distillation target carries the source's face texture: both must be sharp
             pixel.append(bool(sharp[index] and (is_recon or sharp[source_index])))
         return PairGroup(source.image, torch.stack([t.image for t in targets]), torch.stack([t.face_mask for t in targets]),
-                         torch.tensor(recon), torch.tensor(pixel), source.points, torch.stack([t.points for t in targets]))
+                         torch.tensor(recon), torch.tensor(pixel), source.points, torch.stack([t.points for t in targets]),
+                         tuple(indices))

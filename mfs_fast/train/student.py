@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from ..models import IDN, IIN, FaceSwapModels, l2_normalize
 from ..models.identity_weights import IdentityWeights
-from ..models.dlib_identity import DlibAdaptedIdentity
+from ..models.dlib_identity import DLIB_MAP, DlibAdaptedIdentity
 
 
 def new_student(encoder) -> FaceSwapModels:
@@ -32,6 +32,13 @@ def set_train_mode(models: FaceSwapModels) -> None:
 def inject(models: FaceSwapModels, source: Tensor) -> IdentityWeights:
     """The IDN's kernels for one source crop (3 x S x S), with gradients."""
     embedding, feature_map = models.identity(source[None])
+    return models.iin(l2_normalize(embedding), feature_map)
+
+
+def inject_features(models: FaceSwapModels, features) -> IdentityWeights:
+    """The IDN's kernels from the dlib features of one source (computed once per step by the
+    trainer, which also needs its embedding for the identity loss: dlib runs once, not twice)."""
+    embedding, feature_map = models.identity.adapt(features.embedding, features.maps[DLIB_MAP])
     return models.iin(l2_normalize(embedding), feature_map)
 
 

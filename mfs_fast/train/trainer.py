@@ -31,7 +31,7 @@ from .losses import (
     perceptual_loss,
     weak_mask_loss,
 )
-from .student import inject, new_student, set_train_mode, swap_group, trainable_modules
+from .student import inject_features, new_student, set_train_mode, swap_group, trainable_modules
 from .teacher import create_teacher
 
 CHECKPOINT = "checkpoint.pt"
@@ -93,7 +93,8 @@ class StudentTrainer:
         self.cache = FaceCache(info, config.size, seed=config.seed, max_pixel_upscale=config.max_pixel_upscale)
         self.sampler = PairSampler(self.cache, config.targets_per_source, config.same_image_share,
                                    config.same_identity_share, seed=config.seed,
-                                   sharp_target_share=config.sharp_target_share)
+                                   sharp_target_share=config.sharp_target_share,
+                                   sharp_source_share=config.sharp_source_share)
         if config.init_weights:
             from ..checkpoints import load_weights
 
@@ -233,13 +234,15 @@ class StudentTrainer:
         set_train_mode(self.student)
         groups = [self.sampler.group() for _ in range(config.sources_per_step)]
         with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
-            results, masks, targets, face_masks, recon, pixel, sources_rep, teacher_out = [], [], [], [], [], [], [], []
-            kernels = []
+            results, masks, targets, face_masks, recon, pixel, source_ids = [], [], [], [], [], [], []
+            kernels, teacher_out, teacher_rows = [], [], []
             for group in groups:
                 # channels-last: the depthwise convs' backward is ~5x faster so on CPU
                 source = group.source.to(device)
                 group_targets = group.targets.to(device).contiguous(memory_format=torch.channels_last)
-                weights = inject(self.student, source)
+                with torch.no_grad():  # dlib is frozen: its source features serve injection and the loss
+                    source_features = self.encoder.embed(source[None])
+                weights = inject_features(self.student, source_features)
                 kernels += [*weights.encoder_depthwise, *weights.decoder_depthwise]
                 result, mask = self.student.idn(group_targets, weights)
                 results.append(result)
@@ -248,18 +251,23 @@ class StudentTrainer:
                 face_masks.append(group.target_masks.to(device))
                 recon.append(group.reconstruction.to(device))
                 pixel.append(group.pixel_target.to(device))
-                sources_rep.append(source[None].expand(len(group_targets), -1, -1, -1))
+                source_ids.append(source_features.embedding.expand(len(group_targets), -1))
                 if self.teacher is not None:
-                    teacher_out.append(self.teacher(source, group_targets, group.source_points, group.target_points))
+                    # the teacher only where its output is used: cross pairs that may be pixel targets
+                    wanted = torch.nonzero(~group.reconstruction & group.pixel_target).flatten()
+                    if len(wanted):
+                        teacher_out.append(self.teacher(source, group_targets[wanted.to(device)], group.source_points,
+                                                        group.target_points[wanted]))
+                        teacher_rows.append(wanted + sum(len(t) for t in targets[:-1]))
             result, mask, target = torch.cat(results), torch.cat(masks), torch.cat(targets)
-            face_mask, recon, source = torch.cat(face_masks), torch.cat(recon).float(), torch.cat(sources_rep)
+            face_mask, recon = torch.cat(face_masks), torch.cat(recon).float()
             pixel = torch.cat(pixel).float()  # pixel losses only where the target is sharp enough
+            source_embedding = torch.cat(source_ids)
             with torch.no_grad():
-                source_id = self.encoder.embed(source)
                 target_id = self.encoder.embed(target)
             result_id = self.encoder.embed(result.float())
             losses = {}
-            losses["id"] = identity_loss(source_id.embedding, result_id.embedding).mean()
+            losses["id"] = identity_loss(source_embedding, result_id.embedding).mean()
             losses["rec"] = masked_mean(per_sample_l1(result, target), recon * pixel)
             losses["per"] = masked_mean(perceptual_loss(result_id.maps, target_id.maps), recon * pixel)
             cross = 1.0 - recon
@@ -275,17 +283,19 @@ class StudentTrainer:
                 losses["mask_face"] = (mask * face_mask).sum() / face_mask.sum().clamp_min(1.0)
                 losses["kernel_gain"] = kernel_gains(kernels).max()
                 # identity transfer on cross pairs: how much closer to the source the result is than the target
-                gain = (source_id.embedding * (result_id.embedding - target_id.embedding)).sum(dim=1)
+                gain = (source_embedding * (result_id.embedding - target_id.embedding)).sum(dim=1)
                 losses["id_gain"] = masked_mean(gain, cross)
             if teacher_out:
+                rows = torch.cat(teacher_rows).to(device)
                 teach = torch.cat(teacher_out).float()
                 with torch.no_grad():
                     teacher_id = self.encoder.embed(teach)
                     quality = self.quality(teach) if self.quality is not None else None
-                alpha = distillation_weight(source_id.embedding, teacher_id.embedding, quality) * cross * pixel
-                losses["distill_rec"] = masked_mean(per_sample_l1(result, teach), alpha)
-                losses["distill_per"] = masked_mean(perceptual_loss(result_id.maps, teacher_id.maps), alpha)
-                losses["alpha"] = alpha.mean()
+                alpha = distillation_weight(source_embedding[rows], teacher_id.embedding, quality)
+                result_maps = {name: value[rows] for name, value in result_id.maps.items()}
+                losses["distill_rec"] = masked_mean(per_sample_l1(result[rows], teach), alpha)
+                losses["distill_per"] = masked_mean(perceptual_loss(result_maps, teacher_id.maps), alpha)
+                losses["alpha"] = alpha.mean()  # over the distilled pairs
                 total = total + config.lambda_rec * losses["distill_rec"] + config.lambda_per * losses["distill_per"]
             use_gan = config.lambda_gan > 0 and self.step >= config.gan_start
             if use_gan:
