@@ -9,20 +9,39 @@ Decisions (see also each function):
 * **Rotation.** ffmpeg's autorotate is left on: frames come out upright, ``VideoInfo.width`` and
   ``height`` are the displayed (rotated) size and ``VideoInfo.rotation`` records what the file
   said. Written videos hold upright pixels and no rotation tag. Sample aspect ratio is ignored.
+* **Timing.** Every frame keeps its presentation time. :func:`read_timed_frames` returns each
+  decoded frame (``-fps_mode passthrough``, one per decoded frame) with its exact timestamp, read
+  from the same ffmpeg process (``-stats_enc_pre``: one line per frame, flushed as it goes), on a
+  timeline that starts at the file's start time (ffmpeg's usual zero point, shared with the audio).
+  :class:`VideoWriter` takes those timestamps and pipes the frames to the encoder as a small
+  Matroska stream (:mod:`mfs_fast.mkv_stream`), because raw video on a pipe has no timestamps
+  and would be re-timed at a constant rate, putting variable-rate (phone) clips out of sync with
+  their audio. The encoder's time base is a multiple of the source's, so timestamps come out
+  exact: variable rate in, the same variable rate out; constant rate in, the same exact rational
+  rate out (``30000/1001`` stays 1001 ticks of 1/30000 s).
 * **Frame rate.** ``VideoInfo.fps`` is the stream's nominal rate as an exact fraction (what
-  ffmpeg's filter graph receives, e.g. ``30000/1001``). Every decoded frame is returned once
-  (``-fps_mode passthrough``); variable-rate sources are re-timed to that constant rate on write.
-* **Encoding.** H.264 (libx264), yuv420p, CRF 17 (visually lossless), BT.709 matrix and tags, mp4
-  ``+faststart``. Odd widths/heights cannot be stored in 4:2:0, so such frames get one replicated
-  column/row (the output is 1 px larger; ``VideoWriter.output_size`` says so).
+  ffmpeg's filter graph receives, e.g. ``30000/1001``); for a variable-rate stream
+  (``VideoInfo.variable_rate``) it is the average rate instead, since the nominal one is only the
+  finest tick (e.g. 120 for a mix of 24, 30 and 15 fps). ``VideoInfo.frame_count`` is exact: the
+  video packets counted by the probe.
+* **Encoding.** H.264 (libx264), CRF 17 (visually lossless), BT.709 matrix and tags, mp4
+  ``+faststart``. Even sizes use yuv420p (plays everywhere). Odd widths/heights cannot be stored in
+  4:2:0 (chroma is subsampled by 2 and H.264 crops in steps of 2), so they use yuv444p (High 4:4:4
+  profile): the output keeps the exact size, at the cost of players without 4:4:4 support
+  (some hardware decoders, Safari).
 * **Audio.** On close, every audio stream of ``audio_from`` is copied packet for packet
   (``-c:a copy``), all of it, even if longer than the video. If the container cannot hold the
   codec (e.g. ``pcm_alaw`` in mp4), the audio is re-encoded to AAC with a :class:`UserWarning`,
   or, with ``audio_fallback=False``, a :class:`VideoError` names the codec and a container that
   holds it (.mkv).
-* **Safety.** Output goes to hidden temporary files next to ``dst``; only a fully successful close
-  renames onto ``dst``. Any error removes the temporaries and leaves an existing ``dst`` as it was.
-  Inputs are only ever read, and ``dst`` may not be one of them.
+* **Safety.** Output goes to hidden temporary files next to ``dst``
+  (:class:`~mfs_fast.atomic.PendingFile`: created 0666 minus the umask, like any new file); only a
+  fully successful close renames onto ``dst``. Any error, KeyboardInterrupt or SystemExit stops
+  ffmpeg and removes the temporaries, leaving an existing ``dst`` as it was; SIGTERM does the same
+  inside :func:`mfs_fast.signals.terminate_raises_interrupt` (the CLI uses it). ffmpeg runs in
+  its own process group, so a terminal's Ctrl-C reaches only Python, which stops ffmpeg itself
+  rather than let it finish a partial file. Inputs are only ever read, and ``dst`` may not be one
+  of them.
 * **Damaged input.** ffmpeg conceals broken data and goes on; :func:`read_frames` then warns
   (:class:`UserWarning` with ffmpeg's messages) instead of silently returning fewer frames.
 """
@@ -30,10 +49,10 @@ Decisions (see also each function):
 from __future__ import annotations
 
 import functools
+import math
 import os
 import queue
 import re
-import secrets
 import subprocess
 import tempfile
 import threading
@@ -48,6 +67,8 @@ from typing import IO, Callable, Iterable, Iterator, Literal
 import cv2
 import numpy as np
 
+from . import mkv_stream
+from .atomic import PendingFile
 from .errors import ImageError, MediaError, VideoError
 from .image_formats import image_format as _image_format, looks_like_text, not_an_image
 from .image_io import check_image_file
@@ -86,11 +107,18 @@ def _require_libx264() -> None:
         raise VideoError(f"the ffmpeg binary {ffmpeg_exe()} has no libx264 encoder; cannot write H.264")
 
 
+def _popen(args: list[str], **options) -> subprocess.Popen:
+    """Start ffmpeg in a session (so a process group) of its own: a terminal's Ctrl-C then reaches only Python,
+    which stops ffmpeg itself and removes what it wrote (see Safety above); an ffmpeg that got
+    the signal too would instead finish and close a partial file on its own."""
+    return subprocess.Popen(args, start_new_session=True, **options)
+
+
 def _run(args: list[str], timeout: float = _PROBE_TIMEOUT_S) -> subprocess.CompletedProcess:
-    """Run a short ffmpeg command and capture its text output."""
+    """Run an ffmpeg command to the end and capture its text output; an interrupt kills it."""
     try:
         return subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, start_new_session=True)
     except subprocess.TimeoutExpired as exc:
         raise VideoError(f"ffmpeg took over {timeout:.0f} s: {' '.join(args[:6])} ...") from exc
 
@@ -239,8 +267,8 @@ class VideoInfo:
 
     width: int
     height: int
-    fps: Fraction
-    frame_count: int | None  # duration x fps, rounded: approximate (None when no duration)
+    fps: Fraction  # nominal rate; the average rate when variable_rate
+    frame_count: int | None  # video packets in the file (= frames decoded, barring damage)
     duration: float | None  # seconds, of the whole file (audio included)
     has_audio: bool
     audio_codec: str | None  # codec of the first audio stream
@@ -248,6 +276,9 @@ class VideoInfo:
     rotation: int = 0  # degrees stated by the display matrix (frames are returned upright)
     avg_fps: float | None = None  # average rate as ffmpeg prints it (differs from fps when variable)
     video_codec: str | None = None
+    time_base: Fraction | None = None  # the stream's tick: every frame timestamp is a whole number of them
+    start: Fraction = Fraction(0)  # the file's start time (seconds, to the microsecond): timelines count from it
+    variable_rate: bool = False  # frame durations differ by more than a tick (gaps count)
 
 
 @dataclass
@@ -256,6 +287,7 @@ class _Header:
 
     container: str | None = None
     duration: float | None = None
+    start: Fraction = Fraction(0)
     video_codec: str | None = None
     avg_fps: float | None = None
     rotation: int = 0
@@ -281,6 +313,9 @@ def _parse_header(stderr: str) -> _Header:
     if duration:
         h, m, s = duration.groups()
         header.duration = int(h) * 3600 + int(m) * 60 + float(s)
+    start = re.search(r", start: (-?\d+(?:\.\d+)?)", section)
+    if start:
+        header.start = Fraction(start.group(1))
     audio = []
     for kind, codec, rest in _STREAM.findall(section):
         if kind == "Audio":
@@ -304,46 +339,100 @@ def _avg_fps(stream_line: str) -> float | None:
 
 def probe_audio(path: PathLike) -> tuple[str, ...]:
     """Codecs of the audio streams of any media file (audio-only files included)."""
+    return _media_header(path).audio_codecs
+
+
+def _media_header(path: PathLike) -> _Header:
+    """``ffmpeg -i``'s view of any media file (container, start, streams); MediaError if unreadable."""
     path = _existing_file(path, MediaError)
     header = _parse_header(_run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]).stderr)
     if header.container is None:
         raise MediaError(f"cannot read audio from {path}: {header.error}")
-    return header.audio_codecs
+    return header
 
 
 def probe_video(path: PathLike) -> VideoInfo:
-    """Size, exact frame rate, duration and audio of a video, from one short ffmpeg run.
+    """Size, exact frame rate, frame count, duration and audio of a video, from one ffmpeg run.
 
-    ffmpeg decodes the first frame through ``showinfo``, which states the exact rate and the size
-    after autorotation, i.e. exactly the frames :func:`read_frames` returns.
+    ffmpeg decodes the first frame through ``showinfo``, which states the exact rate, time base
+    and the size after autorotation, i.e. exactly the frames :func:`read_frames` returns; a second
+    output copies every video packet to ``framecrc`` (no decoding), which gives the true frame
+    count and whether the rate is constant.
     """
     path = _existing_file(path, VideoError)
     proc = _run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:V:0", "-frames:v", "1",
-                 "-vf", "showinfo", "-f", "null", "-"])
+                 "-vf", "showinfo", "-f", "null", "-", "-map", "0:V:0", "-c", "copy", "-f", "framecrc", "pipe:1"])
     header = _parse_header(proc.stderr)
     if header.container is None:
         raise VideoError(f"cannot open {path} as a video: {header.error}")
     if not header.has_video:
         raise VideoError(f"{path} has no video stream (container {header.container})")
-    rate = re.search(r"config in time_base: \S+, frame_rate: (\d+)/(\d+)", proc.stderr)
+    rate = re.search(r"config in time_base: (\d+)/(\d+), frame_rate: (\d+)/(\d+)", proc.stderr)
     size = re.search(r" s:(\d+)x(\d+) ", proc.stderr)
     if proc.returncode != 0 or size is None:
         raise VideoError(f"cannot decode a frame of {path}: {_tail(proc.stderr)}")
     fps = _frame_rate(rate, header.avg_fps, path)
+    time_base = Fraction(int(rate.group(1)), int(rate.group(2))) if rate and int(rate.group(2)) else None
+    cadence = _packet_cadence(proc.stdout, fps)
     duration = header.duration
+    if cadence is not None and cadence.variable:
+        fps = cadence.average_fps
     return VideoInfo(
         width=int(size.group(1)), height=int(size.group(2)), fps=fps,
-        frame_count=None if duration is None else max(1, round(duration * fps)),
+        frame_count=cadence.count if cadence is not None else
+        (None if duration is None else max(1, round(duration * fps))),
         duration=duration, has_audio=bool(header.audio_codecs),
         audio_codec=header.audio_codecs[0] if header.audio_codecs else None,
         audio_codecs=header.audio_codecs, rotation=header.rotation, avg_fps=header.avg_fps,
-        video_codec=header.video_codec)
+        video_codec=header.video_codec, time_base=time_base, start=header.start,
+        variable_rate=cadence is not None and cadence.variable)
+
+
+@dataclass(frozen=True)
+class _Cadence:
+    count: int
+    variable: bool
+    average_fps: Fraction
+
+
+_NOPTS = -(1 << 63)
+_DISCARD = 0x4  # AV_PKT_FLAG_DISCARD: dropped after decoding (e.g. outside an mp4 edit list)
+
+
+def _packet_cadence(framecrc: str, nominal: Fraction) -> _Cadence | None:
+    """Frame count and constancy of the rate, from ``framecrc`` lines ``stream, dts, pts,
+    duration, size, crc[, F=flags]`` (time base in the ``#tb`` line); None when unusable."""
+    tb = re.search(r"^#tb 0: (\d+)/(\d+)", framecrc, re.MULTILINE)
+    if tb is None or int(tb.group(2)) == 0:
+        return None
+    tick = Fraction(int(tb.group(1)), int(tb.group(2)))
+    count, stamps = 0, []
+    for line in framecrc.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if line.startswith("#") or len(fields) < 6:
+            continue
+        flags = int(fields[6][2:], 16) if len(fields) > 6 and fields[6].startswith("F=") else 0
+        if flags & _DISCARD:
+            continue
+        count += 1
+        if int(fields[2]) != _NOPTS:
+            stamps.append(int(fields[2]))
+            last_duration = int(fields[3])
+    if count == 0:
+        return None
+    stamps.sort()
+    steps = {b - a for a, b in zip(stamps, stamps[1:])}
+    frame_ticks = 1 / (nominal * tick)
+    variable = any(abs(step - frame_ticks) > 1 for step in steps)
+    span = (stamps[-1] - stamps[0] + max(last_duration, 1)) * tick if stamps else Fraction(0)
+    average = (Fraction(len(stamps)) / span).limit_denominator(1001) if span > 0 else nominal
+    return _Cadence(count, variable, average)
 
 
 def _frame_rate(rate: re.Match | None, avg_fps: float | None, path: Path) -> Fraction:
     """The exact nominal rate; the printed average (to 1/1001 steps) only when that is all there is."""
-    if rate and int(rate.group(1)) > 0 and int(rate.group(2)) > 0:
-        return Fraction(int(rate.group(1)), int(rate.group(2)))
+    if rate and int(rate.group(3)) > 0 and int(rate.group(4)) > 0:
+        return Fraction(int(rate.group(3)), int(rate.group(4)))
     if avg_fps:
         return Fraction(avg_fps).limit_denominator(1001)
     raise VideoError(f"{path} states no frame rate")
@@ -360,21 +449,54 @@ def read_frames(path: PathLike, *, prefetch: int = 4) -> Iterator[np.ndarray]:
     while the caller works. Close the iterator (or exhaust it) to stop ffmpeg.
     """
     path = _existing_file(path, VideoError)
+    return _frames_only(_decode(path, probe_video(path), prefetch))
+
+
+def _frames_only(timed: Iterator[tuple[Fraction, np.ndarray]]) -> Iterator[np.ndarray]:
+    with closing(timed):  # closing this generator stops ffmpeg at once
+        for _, frame in timed:
+            yield frame
+
+
+def read_timed_frames(path: PathLike, *, prefetch: int = 4) -> Iterator[tuple[Fraction, np.ndarray]]:
+    """Like :func:`read_frames`, with each frame's presentation time: ``(seconds, frame)``.
+
+    Times are exact fractions of the stream's time base, counted from the file's start time (the
+    zero point the audio shares), so they can go straight to :meth:`VideoWriter.write`.
+    """
+    path = _existing_file(path, VideoError)
     return _decode(path, probe_video(path), prefetch)
 
 
-def _decode(path: Path, info: VideoInfo, prefetch: int) -> Iterator[np.ndarray]:
-    """Frames of ``path`` at ``info``'s size; ffmpeg is stopped however the iteration ends."""
+def _decode(path: Path, info: VideoInfo, prefetch: int) -> Iterator[tuple[Fraction, np.ndarray]]:
+    """``(time, frame)`` pairs of ``path`` at ``info``'s size; ffmpeg is stopped however the iteration ends.
+
+    Each frame's timestamp comes from the same ffmpeg process: ``-stats_enc_pre`` writes the
+    decoded frame's pts and time base on a second pipe, one flushed line per frame, just before
+    the frame itself goes to stdout, so line n is always there once frame n has been read.
+    ``-copyts``: the file's own timestamps, from which we subtract its start time ourselves (ffmpeg
+    would subtract the start of only the streams it uses, losing the offset to the audio).
+    """
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:V:0",
-         "-fps_mode", "passthrough", "-s", f"{info.width}x{info.height}", "-pix_fmt", "bgr24",
-         "-f", "rawvideo", "pipe:1"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, bufsize=0)
+    stats_read, stats_write = os.pipe()
+    try:
+        proc = _popen(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-copyts", "-i", str(path), "-map", "0:V:0",
+             "-fps_mode", "passthrough", "-enc_time_base", "demux", "-s", f"{info.width}x{info.height}",
+             "-pix_fmt", "bgr24", "-stats_enc_pre", f"pipe:{stats_write}", "-stats_enc_pre_fmt", "{ptsi} {tbi}",
+             "-f", "rawvideo", "pipe:1"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, bufsize=0, pass_fds=(stats_write,))
+    except BaseException:
+        os.close(stats_read)
+        log.close()
+        raise
+    finally:
+        os.close(stats_write)
+    stats = os.fdopen(stats_read, "rb")
     _grow_pipe(proc.stdout, info.width * info.height * 3)
     reader = None
     try:
-        frames = _raw_frames(proc.stdout, info.height, info.width, path)
+        frames = _timed(_raw_frames(proc.stdout, info.height, info.width, path), stats, info)
         if prefetch > 0:
             frames = reader = _BackgroundReader(frames, prefetch)
         yield from frames
@@ -388,7 +510,30 @@ def _decode(path: Path, info: VideoInfo, prefetch: int) -> Iterator[np.ndarray]:
         if reader is not None:
             reader.join()
         proc.stdout.close()
+        stats.close()
         log.close()
+
+
+_NO_PTS = (1 << 63) - 1  # how -stats_enc_pre prints a missing timestamp
+
+
+def _timed(frames: Iterator[np.ndarray], stats: IO[bytes], info: VideoInfo) -> Iterator[tuple[Fraction, np.ndarray]]:
+    """Pair each frame with its stats line ``ptsi tbi``; a frame without a timestamp (damaged
+    input) is placed one nominal frame after the previous one."""
+    previous: Fraction | None = None
+    for frame in frames:
+        fields = stats.readline().split()
+        pts: Fraction | None = None
+        try:
+            ticks, tb = int(fields[0]), Fraction(fields[1].decode())
+            if ticks != _NO_PTS and tb > 0:
+                pts = ticks * tb - info.start
+        except (IndexError, ValueError, ZeroDivisionError):
+            pass
+        if pts is None:
+            pts = Fraction(0) if previous is None else previous + 1 / info.fps
+        previous = pts
+        yield pts, frame
 
 
 def _warn_on_decode_errors(path: Path, log: str) -> None:
@@ -476,65 +621,84 @@ def _stop_process(proc: subprocess.Popen) -> None:
 
 
 class VideoWriter:
-    """Encode BGR frames to H.264 and, on a successful close, add ``audio_from``'s audio unchanged.
+    """Encode BGR frames to H.264, each at its own time, and on a successful close add
+    ``audio_from``'s audio unchanged.
 
-    ``dst`` appears complete or not at all: frames go to a hidden temporary file in ``dst``'s
-    folder, which an error (in the ``with`` body, a wrong-size frame, ffmpeg failing) removes.
-    ``quality`` is the x264 CRF (0 lossless .. 51; 17 is visually lossless). ``inputs`` are further
-    paths ``dst`` must not be (``audio_from`` always is one).
+    ``dst`` appears complete or not at all: frames go to a hidden temporary in ``dst``'s folder,
+    which any error or interrupt (in the ``with`` body, a wrong-size frame, ffmpeg failing)
+    removes. ``quality`` is the x264 CRF (0 lossless .. 51; 17 is visually lossless). ``inputs``
+    are further paths ``dst`` must not be (``audio_from`` always is one).
+
+    Timing: :meth:`write` takes each frame's time in seconds (default: frame n at n / ``fps``),
+    rounded to ``time_base``, the output's tick (default ``1/fps.numerator``, which holds every
+    n / ``fps`` exactly; at least 1 ns). Audio is placed as in ``audio_from``: its file's start
+    time is zero, the same zero :func:`read_timed_frames` counts from.
     """
 
     def __init__(self, dst: PathLike, width: int, height: int, fps: Fraction | int | float | str,
                  audio_from: PathLike | None = None, quality: int = DEFAULT_CRF, *,
-                 preset: str = DEFAULT_PRESET, audio_fallback: bool = True, inputs: Iterable[PathLike] = ()):
+                 preset: str = DEFAULT_PRESET, audio_fallback: bool = True, inputs: Iterable[PathLike] = (),
+                 time_base: Fraction | None = None):
         self.dst = Path(dst)
         self.width, self.height = _positive_size(width, height)
         self.fps = _positive_fps(fps)
-        self.output_size = (self.width + self.width % 2, self.height + self.height % 2)
+        self.time_base = _output_tick(time_base, self.fps)
+        # 4:2:0 halves the chroma in both directions, so an odd size needs 4:4:4 to stay exact
+        self.pixel_format = "yuv420p" if self.width % 2 == 0 and self.height % 2 == 0 else "yuv444p"
         self.frames_written = 0
         self.audio_fallback = audio_fallback
         self._format = _container_for(self.dst)
         _refuse_inputs(self.dst, [*inputs, *([audio_from] if audio_from is not None else [])])
-        self.audio_from = self._audio_source(audio_from)
+        self.audio_from, self._audio_start = self._audio_source(audio_from)
         if not 0 <= int(quality) <= 51:
             raise VideoError(f"quality is an x264 CRF between 0 and 51, not {quality}")
         _require_libx264()
-        self.dst.parent.mkdir(parents=True, exist_ok=True)
-        self._video_tmp = self._temp_path()
-        self._muxed_tmp: Path | None = None
+        self._last_tick = -1
+        self._moved = 0  # frames whose time was not after the previous frame's
+        self._proc: subprocess.Popen | None = None
+        self._muxed: PendingFile | None = None
         self._log = tempfile.TemporaryFile()
-        self._proc: subprocess.Popen | None = subprocess.Popen(
-            self._encoder_args(int(quality), preset), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=self._log, bufsize=0)
-        _grow_pipe(self._proc.stdin, self.output_size[0] * self.output_size[1] * 3)
+        self._video: PendingFile | None = None
+        try:
+            self._video = PendingFile(self.dst, "part", VideoError)
+            self._proc = _popen(self._encoder_args(int(quality), preset), stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=self._log, bufsize=0)
+            _grow_pipe(self._proc.stdin, self.width * self.height * 3)
+            frame_ns = round(1_000_000_000 / self.fps)
+            self._send(lambda pipe: pipe.write(mkv_stream.stream_header(self.width, self.height, frame_ns)))
+        except BaseException:
+            self.abort()
+            raise
 
     # -- setup helpers
 
-    def _audio_source(self, audio_from: PathLike | None) -> Path | None:
-        """``audio_from`` when it has audio, None when it has none (nothing to mux)."""
+    def _audio_source(self, audio_from: PathLike | None) -> tuple[Path | None, Fraction]:
+        """``audio_from`` and its start time when it has audio; (None, 0) when not (nothing to mux)."""
         if audio_from is None:
-            return None
-        return Path(audio_from) if probe_audio(audio_from) else None
-
-    def _temp_path(self, tag: str = "part") -> Path:
-        """A new hidden name next to ``dst`` (ffmpeg creates it with ``-n``, never overwriting)."""
-        return self.dst.with_name(f".{self.dst.stem}.{secrets.token_hex(6)}.{tag}{self.dst.suffix}")
+            return None, Fraction(0)
+        header = _media_header(audio_from)
+        return (Path(audio_from), header.start) if header.audio_codecs else (None, Fraction(0))
 
     def _encoder_args(self, crf: int, preset: str) -> list[str]:
-        w, h = self.output_size
-        return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-n",
-                "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}", "-framerate", str(self.fps), "-i", "pipe:0",
-                "-map", "0:v", "-vf", _TO_BT709,
-                "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
-                *self._faststart(), "-f", self._format, str(self._video_tmp)]
+        """Matroska on stdin (frames with their times) to H.264 with those times: ``passthrough``
+        keeps every frame as it comes, ``-copyts`` keeps a late first frame late, and the encoder
+        time base is the output tick, so ffmpeg rounds the nanosecond times back to exact ticks."""
+        tick = self.time_base
+        return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-copyts",
+                "-f", "matroska", "-i", "pipe:0", "-map", "0:v", "-vf", _TO_BT709, "-fps_mode", "passthrough",
+                "-enc_time_base", f"{tick.numerator}:{tick.denominator}",
+                "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", self.pixel_format,
+                *self._faststart(), "-f", self._format, str(self._video.path)]
 
     def _faststart(self) -> list[str]:
         return ["-movflags", "+faststart"] if self._format in ("mp4", "mov") else []
 
     # -- frames
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one H x W x 3 uint8 BGR frame; a wrong one aborts the whole file and raises."""
+    def write(self, frame: np.ndarray, pts: Fraction | float | None = None) -> None:
+        """Append one H x W x 3 uint8 BGR frame shown at ``pts`` seconds (default n / fps); a
+        wrong frame aborts the whole file and raises. A time not after the previous frame's
+        (damaged input) is moved one tick after it, with a warning at :meth:`close`."""
         if self._proc is None:
             raise VideoError(f"VideoWriter for {self.dst} is closed")
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != (self.height, self.width, 3):
@@ -542,15 +706,27 @@ class VideoWriter:
             self.abort()
             raise VideoError(f"frame {self.frames_written} for {self.dst} is {got}; expected uint8 "
                              f"{(self.height, self.width, 3)}; nothing was written")
-        if self.output_size != (self.width, self.height):
-            frame = cv2.copyMakeBorder(frame, 0, self.height % 2, 0, self.width % 2, cv2.BORDER_REPLICATE)
+        tick = round(Fraction(self.frames_written / self.fps if pts is None else pts) / self.time_base)
+        if tick <= self._last_tick:
+            tick = self._last_tick + 1
+            self._moved += 1
+        self._last_tick = tick
+        pixels = memoryview(np.ascontiguousarray(frame)).cast("B")
+        self._send(lambda pipe: mkv_stream.write_frame(pipe, pixels, round(tick * self.time_base * 1_000_000_000)))
+        self.frames_written += 1
+
+    def _send(self, write: Callable[[IO[bytes]], None]) -> None:
+        """Run ``write`` on ffmpeg's stdin; if ffmpeg has stopped, abort and say why."""
         try:
-            self._proc.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
-        except (BrokenPipeError, OSError) as exc:
+            write(self._proc.stdin)
+        except OSError as exc:  # BrokenPipeError and the like
+            try:
+                self._proc.wait(timeout=10)  # let it finish explaining
+            except subprocess.TimeoutExpired:
+                pass
             message = f"ffmpeg stopped while encoding {self.dst}: {_tail(_read_log(self._log))}"
             self.abort()
             raise VideoError(message) from exc
-        self.frames_written += 1
 
     # -- ending
 
@@ -560,12 +736,16 @@ class VideoWriter:
             raise VideoError(f"VideoWriter for {self.dst} is closed")
         try:
             self._finish_encoder()
-            final = self._with_audio() if self.audio_from is not None else self._video_tmp
-            os.replace(final, self.dst)
+            (self._with_audio() if self.audio_from is not None else self._video).commit()
         except BaseException:
             self.abort()
             raise
-        self._cleanup()
+        finally:
+            self._cleanup()
+        if self._moved:
+            warnings.warn(f"{self._moved} frame(s) written to {self.dst} had a time at or before the previous "
+                          f"frame's (damaged timestamps?); each was moved one tick ({self.time_base} s) after it",
+                          stacklevel=2)
         return self.dst
 
     def _finish_encoder(self) -> None:
@@ -574,21 +754,25 @@ class VideoWriter:
             proc.stdin.close()
         except OSError:
             pass  # a broken pipe shows up in the return code below
-        if proc.wait() != 0:
-            raise VideoError(f"ffmpeg failed writing {self.dst}: {_tail(_read_log(self._log))}")
+        try:
+            status = proc.wait()
+        except BaseException:
+            _stop_process(proc)
+            raise
         if self.frames_written == 0:
             raise VideoError(f"no frames were written to {self.dst}; not creating an empty video")
+        if status != 0:
+            raise VideoError(f"ffmpeg failed writing {self.dst}: {_tail(_read_log(self._log))}")
 
-    def _with_audio(self) -> Path:
+    def _with_audio(self) -> PendingFile:
         """Mux encoded video + ``audio_from``'s audio (copied; AAC fallback) into a new temporary."""
-        self._muxed_tmp = self._temp_path("mux")
+        self._muxed = PendingFile(self.dst, "mux", VideoError)
         proc = _run(self._mux_args("copy"), timeout=3600)
         if proc.returncode == 0:
-            return self._muxed_tmp
-        Path(self._muxed_tmp).unlink(missing_ok=True)
+            return self._muxed
         if not re.search(r"not currently supported in container|Could not find tag for codec", proc.stderr):
             raise VideoError(f"cannot add the audio of {self.audio_from} to {self.dst}: {_tail(proc.stderr)}")
-        codecs = ", ".join(probe_video(self.audio_from).audio_codecs)
+        codecs = ", ".join(probe_audio(self.audio_from))
         if not self.audio_fallback:
             raise VideoError(f"a {self.dst.suffix} file cannot hold the audio codec(s) {codecs} of {self.audio_from} "
                              f"unchanged; write .mkv instead, or allow re-encoding (audio_fallback=True)")
@@ -597,26 +781,30 @@ class VideoWriter:
         proc = _run(self._mux_args("aac"), timeout=3600)
         if proc.returncode != 0:
             raise VideoError(f"cannot re-encode the audio of {self.audio_from} for {self.dst}: {_tail(proc.stderr)}")
-        return self._muxed_tmp
+        return self._muxed
 
     def _mux_args(self, audio_codec: str) -> list[str]:
+        """Both inputs keep their timestamps (``-copyts``); the audio's are counted from its file's
+        start, like the video's (``-itsoffset``), so what was in sync stays in sync."""
         bitrate = ["-b:a", "192k"] if audio_codec != "copy" else []
-        return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-n",
-                "-i", str(self._video_tmp), "-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a",
+        return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-copyts",
+                "-i", str(self._video.path), "-itsoffset", f"{-float(self._audio_start):.6f}",
+                "-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a",
                 "-c:v", "copy", "-c:a", audio_codec, *bitrate, *self._faststart(), "-f", self._format,
-                str(self._muxed_tmp)]
+                str(self._muxed.path)]
 
     def abort(self) -> None:
-        """Stop ffmpeg and remove every temporary; ``dst`` is left as it was."""
+        """Stop ffmpeg and remove every temporary; ``dst`` is left as it was. Never raises for a
+        temporary it cannot remove (it warns), so the error that led here is the one reported."""
         if self._proc is not None:
             proc, self._proc = self._proc, None
             _stop_process(proc)
         self._cleanup()
 
     def _cleanup(self) -> None:
-        for tmp in (self._video_tmp, self._muxed_tmp):
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
+        for pending in (self._video, self._muxed):
+            if pending is not None:
+                pending.discard()
         self._log.close()
 
     def __del__(self) -> None:
@@ -635,6 +823,22 @@ class VideoWriter:
             self.abort()
         elif self._proc is not None:
             self.close()
+
+
+_FINEST_TICK = Fraction(1, 1_000_000_000)  # the frames reach ffmpeg with nanosecond times
+
+
+def _output_tick(time_base: Fraction | None, fps: Fraction) -> Fraction:
+    """The writer's time base: ``time_base`` checked, or ``1/fps.numerator`` (holds n / fps exactly)."""
+    if time_base is None:
+        return max(Fraction(1, fps.numerator), _FINEST_TICK)
+    try:
+        tick = Fraction(time_base)
+    except (ValueError, ZeroDivisionError, TypeError) as exc:
+        raise VideoError(f"invalid time base {time_base!r}") from exc
+    if not _FINEST_TICK <= tick <= 1:
+        raise VideoError(f"time base must be between 1 ns and 1 s, not {time_base}")
+    return tick
 
 
 def _positive_size(width: int, height: int) -> tuple[int, int]:
@@ -688,34 +892,58 @@ class VideoStats:
 def transcode(src: PathLike, dst: PathLike, fn: Callable[[np.ndarray], np.ndarray], progress: bool = True,
               refresh_every: int | None = None, *, quality: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET,
               info: VideoInfo | None = None) -> VideoStats:
-    """Write ``fn(frame)`` for every frame of ``src`` to ``dst``, same size and rate, ``src``'s audio kept.
+    """Write ``fn(frame)`` for every frame of ``src`` to ``dst``: same size, every frame at its time
+    in ``src`` (a variable rate stays variable, see :func:`_timeline`), ``src``'s audio kept in sync.
 
-    ``src`` is only read. ``progress`` shows a tqdm bar with ETA on stderr; ``refresh_every``
-    redraws it every that many frames (None: tqdm's own time-based refresh). Decoding runs ahead in a thread.
-    ``info``: ``probe_video(src)`` when the caller already has it (saves a second ffmpeg run).
+    ``src`` is only read. ``progress`` shows a tqdm bar with ETA on stderr, out of the true frame
+    count; ``refresh_every`` redraws it every that many frames (None: tqdm's own time-based refresh).
+    Decoding runs ahead in a thread. ``info``: ``probe_video(src)`` when the caller already has it
+    (saves a second ffmpeg run).
     """
     from tqdm.auto import tqdm
 
     src = _existing_file(src, VideoError)
     info = info or probe_video(src)
-    _warn_if_variable_rate(src, info)
+    tick, place = _timeline(info)
     start = time.perf_counter()
     frames_in = 0
     refresh = {"miniters": refresh_every, "mininterval": 0} if refresh_every else {}
     with (VideoWriter(dst, info.width, info.height, info.fps, audio_from=src if info.has_audio else None,
-                      quality=quality, preset=preset, inputs=[src]) as writer,
+                      quality=quality, preset=preset, inputs=[src], time_base=tick) as writer,
           closing(_decode(src, info, prefetch=4)) as frames,
           tqdm(total=info.frame_count, unit="frame", disable=not progress, desc=src.name, **refresh) as bar):
-        for frame in frames:
+        for pts, frame in frames:
             frames_in += 1
-            writer.write(fn(frame))
+            writer.write(fn(frame), place(pts))
             bar.update()
     seconds = time.perf_counter() - start
     return VideoStats(frames_in, writer.frames_written, seconds, writer.frames_written / seconds if seconds else 0.0)
 
 
-def _warn_if_variable_rate(src: Path, info: VideoInfo) -> None:
-    """Variable-rate sources are written at a constant rate: say so when that shifts timing."""
-    if info.avg_fps and abs(info.avg_fps - float(info.fps)) > 0.01 * float(info.fps) + 0.01:
-        warnings.warn(f"{src} looks variable-rate (average {info.avg_fps} fps, nominal {info.fps}); "
-                      f"frames are written at a constant {info.fps} fps", stacklevel=3)
+def _timeline(info: VideoInfo) -> tuple[Fraction, Callable[[Fraction], Fraction]]:
+    """The output tick for ``info``'s video, and where each source time goes on it.
+
+    Variable rate: the source's own tick, every time unchanged. Constant rate: a tick that divides
+    both the source's tick and one frame (1 / lcm of the denominators), and a time within half a
+    source tick of a whole number of frames after the first frame (plus half a microsecond, the
+    rounding of the file's start time) is put exactly there, so a constant rate comes out exact, e.g. 1001/30000 s steps
+    for 30000/1001 fps even from a millisecond-based (.mkv, .webm) source. No time moves by more
+    than half a source tick.
+    """
+    source_tick = max(info.time_base or Fraction(1, info.fps.numerator), _FINEST_TICK)
+    if info.variable_rate:
+        return source_tick, lambda pts: pts
+    ticks_per_second = math.lcm(info.fps.numerator, source_tick.denominator)
+    if ticks_per_second > 1 / _FINEST_TICK:
+        return source_tick, lambda pts: pts
+    tick = Fraction(1, ticks_per_second)
+    tolerance = source_tick / 2 + Fraction(1, 2_000_000)
+    origin: list[Fraction] = []  # the first frame's time, on the output tick
+
+    def place(pts: Fraction) -> Fraction:
+        if not origin:
+            origin.append(round(pts / tick) * tick)
+        on_grid = origin[0] + round((pts - origin[0]) * info.fps) / info.fps
+        return on_grid if abs(pts - on_grid) <= tolerance else pts
+
+    return tick, place

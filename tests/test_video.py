@@ -137,17 +137,25 @@ def test_frames_are_bgr_exact_size_and_written_as_bgr(tmp_path):
     assert "bt709" in stream_lines(tmp_path / "blue.mp4")[0]
 
 
-def test_odd_size_is_padded_by_one_replicated_pixel(tmp_path):
-    frame = cv2.resize(np.arange(256, dtype=np.uint8).reshape(16, 16), (321, 241))[..., None].repeat(3, 2)
-    with VideoWriter(tmp_path / "odd.mp4", 321, 241, Fraction(30000, 1001)) as writer:
-        assert writer.output_size == (322, 242)
+def test_odd_size_is_kept_exactly(tmp_path):
+    """161x121 cannot be 4:2:0: it is written as 4:4:4 at exactly that size, not cropped or padded."""
+    frame = cv2.resize(np.arange(256, dtype=np.uint8).reshape(16, 16), (161, 121))[..., None].repeat(3, 2)
+    frame[:, -1] = (0, 0, 255)  # the last column and row must survive
+    frame[-1, :] = (255, 0, 0)
+    with VideoWriter(tmp_path / "odd.mp4", 161, 121, Fraction(30000, 1001)) as writer:
+        assert writer.pixel_format == "yuv444p"
         for _ in range(3):
             writer.write(frame)
     info = probe_video(tmp_path / "odd.mp4")
-    assert (info.width, info.height, info.fps) == (322, 242, Fraction(30000, 1001))
+    assert (info.width, info.height, info.fps) == (161, 121, Fraction(30000, 1001))
     back = frames_of(tmp_path / "odd.mp4")
-    assert mean_abs_diff(back[:, :241, :321], frame[None]) < 2
-    assert mean_abs_diff(back[:, 241, :321], frame[None, 240]) < 3  # the replicated row
+    assert back.shape == (3, 121, 161, 3)
+    assert mean_abs_diff(back, frame[None]) < 2
+    assert mean_abs_diff(back[:, :-1, -1], frame[None, :-1, -1]) < 4
+    assert mean_abs_diff(back[:, -1], frame[None, -1]) < 4
+    transcode(tmp_path / "odd.mp4", tmp_path / "again.mp4", identity, progress=False)
+    again = probe_video(tmp_path / "again.mp4")
+    assert (again.width, again.height) == (161, 121)
 
 
 def test_rotation_metadata_gives_upright_frames(clips, tmp_path):

@@ -1,0 +1,73 @@
+"""Outputs that appear complete or not at all: a hidden temporary next to the target, renamed onto
+it only when finished, removed on any failure or interrupt.
+
+One home for the temporary-file + ``os.replace`` dance of user-facing outputs (videos; images can
+use it the same way). Why not ``tempfile.mkstemp``: its files are 0600, so the renamed output
+would be unreadable to the group/others whatever the umask says; here the temporary is created
+with mode 0666 and the umask applies, like any new file. Why next to the target: ``os.replace``
+is atomic only within one file system.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from pathlib import Path
+
+from .errors import MediaError
+
+PathLike = str | os.PathLike
+
+
+class PendingFile:
+    """A reserved hidden temporary (``.NAME.RANDOM.TAG`` in ``dst``'s folder) that becomes ``dst``.
+
+    ``path`` exists (empty) once this returns; write it by any means (e.g. an ffmpeg process given
+    ``-y``), then :meth:`commit`, or :meth:`discard` it. As a context manager it discards on any
+    exception, KeyboardInterrupt and SystemExit included, and never commits by itself. OS errors
+    become ``error`` (a :class:`MediaError` subclass) naming the folder and what to do.
+    """
+
+    def __init__(self, dst: PathLike, tag: str = "part", error: type[MediaError] = MediaError):
+        self.dst = Path(dst)
+        self.error = error
+        folder = self.dst.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.path = folder / f".{self.dst.name}.{secrets.token_hex(6)}.{tag}"
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except OSError as exc:
+            raise error(f"cannot write to the folder {folder} ({exc.strerror or exc}): "
+                        f"choose a writable output path") from None
+        self._done = False
+
+    def commit(self) -> Path:
+        """Rename the temporary onto ``dst`` (atomically replacing an older file); returns ``dst``."""
+        try:
+            os.replace(self.path, self.dst)
+        except OSError as exc:
+            self.discard()
+            raise self.error(f"cannot save {self.dst.name} in the folder {self.dst.parent} "
+                             f"({exc.strerror or exc}): choose a writable output path") from None
+        self._done = True
+        return self.dst
+
+    def discard(self) -> None:
+        """Remove the temporary; never raises (a failure is a warning naming the file to delete), so
+        the error that caused the discard is the one the caller sees."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            warnings.warn(f"could not remove the unfinished temporary {self.path} ({exc.strerror or exc}); "
+                          f"delete it by hand", stacklevel=2)
+
+    def __enter__(self) -> PendingFile:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.discard()
