@@ -48,6 +48,7 @@ Decisions (see also each function):
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import os
@@ -108,9 +109,9 @@ def _require_libx264() -> None:
 
 
 def _popen(args: list[str], **options) -> subprocess.Popen:
-    """Start ffmpeg in a session (so a process group) of its own: a terminal's Ctrl-C then reaches only Python,
-    which stops ffmpeg itself and removes what it wrote (see Safety above); an ffmpeg that got
-    the signal too would instead finish and close a partial file on its own."""
+    """Start ffmpeg in a session (so a process group) of its own: a terminal's Ctrl-C then
+    reaches only Python, which stops ffmpeg itself and removes what it wrote (see Safety above);
+    an ffmpeg that got the signal too would finish and close a partial file on its own."""
     return subprocess.Popen(args, start_new_session=True, **options)
 
 
@@ -278,7 +279,7 @@ class VideoInfo:
     video_codec: str | None = None
     time_base: Fraction | None = None  # the stream's tick: every frame timestamp is a whole number of them
     start: Fraction = Fraction(0)  # the file's start time (seconds, to the microsecond): timelines count from it
-    variable_rate: bool = False  # frame durations differ by more than a tick (gaps count)
+    variable_rate: bool = False  # frame steps are not whole multiples of one duration (dropped frames are not VFR)
 
 
 @dataclass
@@ -401,7 +402,11 @@ _DISCARD = 0x4  # AV_PKT_FLAG_DISCARD: dropped after decoding (e.g. outside an m
 
 def _packet_cadence(framecrc: str, nominal: Fraction) -> _Cadence | None:
     """Frame count and constancy of the rate, from ``framecrc`` lines ``stream, dts, pts,
-    duration, size, crc[, F=flags]`` (time base in the ``#tb`` line); None when unusable."""
+    duration, size, crc[, F=flags]`` (time base in the ``#tb`` line); None when unusable.
+
+    Constancy is judged against the most common step, not against ``nominal``: ffmpeg's nominal
+    rate of a variable stream is the finest common tick (120 for 24, 30 and 15 fps parts), of
+    which every step is a whole multiple."""
     tb = re.search(r"^#tb 0: (\d+)/(\d+)", framecrc, re.MULTILINE)
     if tb is None or int(tb.group(2)) == 0:
         return None
@@ -421,9 +426,11 @@ def _packet_cadence(framecrc: str, nominal: Fraction) -> _Cadence | None:
     if count == 0:
         return None
     stamps.sort()
-    steps = {b - a for a, b in zip(stamps, stamps[1:])}
-    frame_ticks = 1 / (nominal * tick)
-    variable = any(abs(step - frame_ticks) > 1 for step in steps)
+    steps = collections.Counter(b - a for a, b in zip(stamps, stamps[1:]))
+    common = steps.most_common(1)[0][0] if steps else 0
+    # variable: some step is not a whole number of the usual step (a dropped frame's gap is)
+    variable = common > 0 and any(round(step / common) == 0 or abs(step - round(step / common) * common) > 1
+                                  for step in steps)
     span = (stamps[-1] - stamps[0] + max(last_duration, 1)) * tick if stamps else Fraction(0)
     average = (Fraction(len(stamps)) / span).limit_denominator(1001) if span > 0 else nominal
     return _Cadence(count, variable, average)

@@ -1,5 +1,7 @@
-"""Video I/O: frames and rate survive a round trip, audio packets are copied bit for bit, inputs and
-existing outputs are never damaged, and media kinds are judged by content, not by name.
+"""Video I/O: frames, rate and exact size (odd sizes too) survive a round trip, audio packets are
+copied bit for bit, inputs and existing outputs are never damaged, outputs get the umask's
+permissions, a read-only folder is named (and a failed cleanup never hides the cause), and media
+kinds are judged by content, not by name. Timing: test_video_timing.py; interrupts: test_signals.py.
 
 Clips are generated here with the ffmpeg binary of imageio-ffmpeg (lavfi testsrc2 + sine); the real
 clips of ../shared/assets/videos are used when that folder exists.
@@ -8,8 +10,11 @@ clips of ../shared/assets/videos are used when that folder exists.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import stat
 import subprocess
+import sys
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -233,6 +238,85 @@ def test_writer_errors_leave_no_temporary(tmp_path):
     dropped.write(frame)
     del dropped  # never closed: aborted, not left half-written
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask, mode", [(0o027, 0o640), (0o002, 0o664)])
+def test_outputs_follow_the_umask(clips, tmp_path, umask, mode):
+    """Temporaries are not mkstemp's 0600: the finished file has 0666 minus the umask."""
+    previous = os.umask(umask)
+    try:
+        transcode(clips["pal"], tmp_path / "with_audio.mp4", identity, progress=False)  # muxed temporary
+        transcode(clips["silent"], tmp_path / "silent.mp4", identity, progress=False)  # encoder's temporary
+    finally:
+        os.umask(previous)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {mode}
+
+
+LOCKED_FOLDER = """
+import os, sys
+import numpy as np
+from mfs_fast.errors import VideoError
+from mfs_fast.video import VideoWriter
+
+folder, case = sys.argv[1], sys.argv[2]
+frame = np.zeros((48, 64, 3), np.uint8)
+try:
+    if case == "from_the_start":
+        VideoWriter(f"{folder}/out.mp4", 64, 48, 25)
+    elif case == "before_close":
+        writer = VideoWriter(f"{folder}/out.mp4", 64, 48, 25)
+        writer.write(frame)
+        os.chmod(folder, 0o555)
+        writer.close()
+    else:
+        with VideoWriter(f"{folder}/out.mp4", 64, 48, 25) as writer:
+            writer.write(frame)
+            os.chmod(folder, 0o555)
+            raise RuntimeError("the real cause")
+except (VideoError, RuntimeError) as error:
+    print(f"{type(error).__name__}: {error}")
+"""
+
+
+def _without_root_powers() -> tuple[str, ...]:
+    """A command prefix under which file permissions apply (root ignores them)."""
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: a read-only folder cannot be made to refuse writes")
+    return (setpriv, "--inh-caps=-all", "--bounding-set=-all", "--")
+
+
+@pytest.mark.parametrize("case", ["from_the_start", "before_close", "failing_body"])
+def test_read_only_folder_is_named_and_cleanup_never_hides_the_cause(tmp_path, case):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if case == "from_the_start":
+        folder.chmod(0o555)
+    script = tmp_path / "write.py"
+    script.write_text(LOCKED_FOLDER)
+    try:
+        proc = subprocess.run([*_without_root_powers(), sys.executable, str(script), str(folder), case],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        folder.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    left = [p.name for p in folder.iterdir()]
+    if case == "from_the_start":
+        assert proc.stdout.strip() == (f"VideoError: cannot write to the folder {folder} (Permission denied): "
+                                       f"choose a writable output path")
+        assert left == []
+        return
+    if case == "before_close":
+        assert proc.stdout.strip() == (f"VideoError: cannot save out.mp4 in the folder {folder} (Permission denied): "
+                                       f"choose a writable output path")
+    else:
+        assert proc.stdout.strip() == "RuntimeError: the real cause"
+    # the temporary could not be removed either: a warning names it, the cause above is what is raised
+    assert len(left) == 1 and left[0].startswith(".out.mp4.") and left[0].endswith(".part")
+    assert f"could not remove the unfinished temporary {folder / left[0]} (Permission denied)" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_refuses_to_overwrite_an_input(clips, tmp_path):

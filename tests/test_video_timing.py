@@ -64,15 +64,18 @@ def audio_end(path: Path) -> Fraction:
 
 
 def flash_times(path: Path) -> list[float]:
-    """Times of the white frames (mean luma > 128)."""
+    """Times of the white frames (mean luma > 200)."""
     err = ffmpeg("-i", path, "-map", "0:v:0", "-vf", "showinfo", "-f", "null", "-").stderr
-    return [float(t) for t, luma in re.findall(r"pts_time:(\S+).*?mean:\[(\d+)", err) if int(luma) > 128]
+    return [float(t) for t, luma in re.findall(r"pts_time:(\S+).*?mean:\[(\d+)", err) if int(luma) > 200]
 
 
 def click_times(path: Path) -> list[float]:
     """Where sound starts after silence (the clicks), from ffmpeg's silencedetect."""
     err = ffmpeg("-i", path, "-map", "0:a:0", "-af", "silencedetect=n=-30dB:d=0.01", "-f", "null", "-").stderr
     return [float(t) for t in re.findall(r"silence_end: (\S+)", err)]
+
+
+CLICKS = "aevalsrc='0.8*sin(2*PI*1000*t)*(between(t,1.0,1.03)+between(t,3.2,3.23))':s=44100:d=4.5"
 
 
 def identity(frame: np.ndarray) -> np.ndarray:
@@ -91,7 +94,7 @@ def flash_clip(tmp_path_factory) -> Path:
     return make_vfr_clip(
         tmp_path_factory.mktemp("flash") / "flash.mp4", source="color=c=black",
         extra=",drawbox=c=white:t=fill:enable='between(t,0.99,1.01)+between(t,3.19,3.21)'",
-        audio="aevalsrc='0.8*sin(2*PI*1000*t)*(between(t,1.0,1.03)+between(t,3.2,3.23))':s=44100:d=4.5")
+        audio=CLICKS)
 
 
 # ------------------------------------------------------------------------------------ variable rate
@@ -133,6 +136,38 @@ def test_flash_and_click_stay_together(flash_clip, tmp_path):
     assert len(out_flashes) == 2
     assert abs(errors_ms[0]) < 1000 / 24 and abs(errors_ms[1]) < 1000 / 15  # within one frame
     assert out_flashes == pytest.approx(flashes, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_flash_and_click_stay_together_through_a_real_swap(tmp_path):
+    """The same check through ``mfs-fast swap`` (torch backend, starter weights) on 5 frames of a
+    face, 1/24, 1/30, 1/15 and 1/24 s apart: the swapped frames keep their times, and the flashes
+    at 1/24 s and 17/120 s stay on their clicks. (Seconds: it loads the networks.)"""
+    import cv2
+    import skimage.data
+
+    from mfs_fast.cli import main
+
+    face = cv2.resize(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)[0:300, 90:390], (160, 160),
+                      interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(tmp_path / "source.png"), face)
+    flashes_at = (Fraction(1, 24), Fraction(17, 120))
+    ffmpeg("-f", "lavfi", "-i", "aevalsrc='0.8*sin(2*PI*1000*t)*(between(t,1/24,1/24+0.03)+between(t,17/120,17/120+0.03))'"
+           ":s=44100:d=0.5", tmp_path / "clicks.wav")
+    times = [Fraction(0), Fraction(1, 24), Fraction(3, 40), Fraction(17, 120), Fraction(11, 60)]
+    white = np.full_like(face, 255)
+    with VideoWriter(tmp_path / "clip.mp4", 160, 160, 24, audio_from=tmp_path / "clicks.wav",
+                     time_base=Fraction(1, 120)) as writer:
+        for t in times:
+            writer.write(white if t in flashes_at else np.roll(face, int(t * 24) % 5, axis=1), t)
+    expected = [float(t) for t in flashes_at]
+    assert flash_times(tmp_path / "clip.mp4") == pytest.approx(expected, abs=1e-6)
+    out = tmp_path / "swapped.mp4"
+    assert main(["swap", "--source", str(tmp_path / "source.png"), "--target", str(tmp_path / "clip.mp4"),
+                 "-o", str(out), "--backend", "torch", "--quiet"]) == 0
+    assert frame_times(out) == frame_times(tmp_path / "clip.mp4") == times
+    assert flash_times(out) == pytest.approx(expected, abs=1e-6)
+    assert click_times(out)[:2] == pytest.approx(expected, abs=5e-3)
 
 
 def test_timed_frames_give_the_times_of_the_file(vfr_clip):
@@ -177,12 +212,22 @@ def test_constant_rate_stays_exact(ntsc_clips, tmp_path, name, first):
     assert min(packet_times(out, "a")[0]) <= 0
 
 
+def test_a_dropped_frame_is_a_gap_not_a_variable_rate(tmp_path):
+    src = tmp_path / "dropped.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25", "-frames:v", 30, "-vf", "select='not(eq(n,10))'",
+           "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "veryfast", src)
+    info = probe_video(src)
+    assert (info.fps, info.frame_count, info.variable_rate) == (25, 30, False)
+    transcode(src, tmp_path / "out.mp4", identity, progress=False)
+    assert frame_times(tmp_path / "out.mp4") == [Fraction(n, 25) for n in range(31) if n != 10]
+
+
 def test_writer_default_times_are_exact_frames(tmp_path):
     frame = np.zeros((48, 64, 3), np.uint8)
     with VideoWriter(tmp_path / "cfr.mp4", 64, 48, Fraction(24000, 1001)) as writer:
         for _ in range(5):
             writer.write(frame)
-    pts, durations = packet_times(tmp_path / "cfr.mp4", "v")
+    pts, _ = packet_times(tmp_path / "cfr.mp4", "v")
     assert sorted(pts) == [n * Fraction(1001, 24000) for n in range(5)]
 
 
