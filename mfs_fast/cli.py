@@ -307,6 +307,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     result, paths = run_eval(args.sources, args.targets, args.output, methods=args.methods, weights=args.weights,
                              random_seed=args.random_weights, frames=args.frames, stride=args.stride,
                              use_mesh=not args.no_mesh, samples=args.samples, detector=args.detector,
+                             identity_encoder=args.identity_encoder,
                              log=lambda message: print(f"mfs-fast: {message}", file=sys.stderr))
     print(markdown_table(result.metrics))
     print(f"wrote {', '.join(str(p) for p in paths)}")
@@ -465,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mesh", action="store_true", help="expression from the 5 points only")
     p.add_argument("--detector", default="blazeface", help="blazeface, or the path of an SCRFD .onnx file "
                    "(scrfd alone: the file named by $MFS_FAST_SCRFD_MODEL)")
+    p.add_argument("--identity-encoder", default="dlib", choices=("dlib", "faceres", "mobileface"),
+                   help="network that scores identity retrieval (FD-dlib always uses dlib); faceres and "
+                   "mobileface need ./run.sh setup (npm); see docs/identity_encoders.md")
     p.add_argument("-o", "--output", required=True, help="folder for metrics.json, metrics.md, samples.png")
     p.set_defaults(run=_cmd_eval)
 

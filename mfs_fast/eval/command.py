@@ -13,9 +13,12 @@ from .runner import EvalResult, evaluate
 
 def run_eval(sources: Sequence[str], targets: Sequence[str], output: str, *, methods: Sequence[str] = METHODS,
              weights: str | None = None, random_seed: int | None = None, frames: int = 16, stride: int = 1,
-             use_mesh: bool = True, samples: int = 4, detector: str = "blazeface",
+             use_mesh: bool = True, samples: int = 4, detector: str = "blazeface", identity_encoder: str = "dlib",
              log: Callable[[str], None] = print) -> tuple[EvalResult, list[Path]]:
-    """Evaluate and write metrics.json, metrics.md and samples.png into ``output``."""
+    """Evaluate and write metrics.json, metrics.md and samples.png into ``output``.
+
+    ``identity_encoder`` (dlib, faceres, mobileface) scores identity: retrieval and similarity.
+    FD-dlib stays on dlib's features whichever encoder is chosen."""
     for path in [*sources, *targets]:
         if not Path(path).is_file():
             raise MediaError(f"input not found: {path}")
@@ -29,11 +32,17 @@ def run_eval(sources: Sequence[str], targets: Sequence[str], output: str, *, met
                        "(or leave it out: --methods target paste-source)")
     from ..face import create_detector
     from ..identity import create_identity_encoder
+    from ..identity.paired import PairedIdentityEncoder
 
+    if identity_encoder == "arcface":
+        raise MfsError("eval's identity encoder must be offline: dlib, faceres or mobileface")
+    dlib = create_identity_encoder("dlib")
+    encoder = dlib if identity_encoder == "dlib" else PairedIdentityEncoder(
+        create_identity_encoder(identity_encoder), maps_from=dlib)
     face_detector = create_detector(detector)
     built = create_methods(methods, face_detector, weights=weights, random_seed=random_seed)
     options = {"methods": methods, "weights": weights, "random_weights_seed": random_seed, "frames": frames,
-               "stride": stride, "mesh": use_mesh, "detector": detector, "identity_encoder": "dlib"}
-    result = evaluate(sources, targets, built, detector=face_detector, encoder=create_identity_encoder("dlib"),
+               "stride": stride, "mesh": use_mesh, "detector": detector, "identity_encoder": identity_encoder}
+    result = evaluate(sources, targets, built, detector=face_detector, encoder=encoder,
                       frames=frames, stride=stride, use_mesh=use_mesh, samples=samples, options=options, log=log)
     return result, write_report(result, output)
