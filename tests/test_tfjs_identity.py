@@ -416,14 +416,18 @@ def test_same_and_different_people_on_shared_chips(name):
 
 
 def test_faceres_is_a_different_opinion_from_dlib():
-    """A second opinion is only useful if it is not dlib again: on the shared chips the two
-    encoders' similarity matrices agree on who is who but are far from identical."""
+    """A second opinion is only useful if it is not dlib again: on the shared chips both tell
+    the people apart (pairwise similarities correlate overall), but within the same-person and
+    the different-person pairs they rank faces differently (measured: r 0.95; 0.77 and 0.83)."""
     faceres, dlib = _needs_encoder("faceres"), create_identity_encoder("dlib")
     a, names = _shared_chip_embeddings(faceres)
     b, _ = _shared_chip_embeddings(dlib)
     sa, sb = similarity(a, a).numpy(), similarity(b, b).numpy()
-    upper = np.triu_indices(len(names), 1)
-    assert 0.5 < np.corrcoef(sa[upper], sb[upper])[0, 1] < 0.99
+    i, j = np.triu_indices(len(names), 1)
+    same = np.array(names)[i] == np.array(names)[j]
+    assert np.corrcoef(sa[i, j], sb[i, j])[0, 1] > 0.8
+    for subset in (same, ~same):
+        assert np.corrcoef(sa[i, j][subset], sb[i, j][subset])[0, 1] < 0.9
 
 
 def test_gradients_reach_the_input_through_faceres(aligned_pair):
