@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
 import torch
 
 from conftest import _astronaut_bgr
-from mfs_fast.face.mesh_warp import hull_mask, match_colour, triangulate, warp_maps
+from mfs_fast.face.align import template
+from mfs_fast.face.mesh_warp import (EYE_OPEN, LEFT_BROW, LEFT_EYE, LIPS_INNER, LIPS_OUTER, MOUTH_OPEN, RIGHT_BROW,
+                                     RIGHT_EYE, hull_mask, match_colour, mesh_warp_swap, multiband_blend, openings_mask,
+                                     openness, region_masks, triangulate, warp_maps)
 from mfs_fast.train.data import FaceCache, build_cache
 from mfs_fast.train.teacher import create_teacher
 
@@ -100,3 +105,203 @@ def test_teacher_without_points_is_a_clear_error(cache):
     with pytest.raises(MfsError, match="average mesh"):
         create_teacher({"kind": "mesh-warp"})
 
+
+
+# ---------------------------------------------------------------- v2: regions, openings, blend, speed
+def _crop(cache: FaceCache, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """RGB float [0, 1] crop of entry ``i`` (no augmentation) and its mesh points."""
+    bgr, _ = cache.raw(i)
+    return np.ascontiguousarray(bgr[..., ::-1], np.float32) / 255.0, cache.points[i].astype(np.float64)
+
+
+def _bgr8(image: np.ndarray) -> np.ndarray:
+    return np.clip(image[..., ::-1] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _five_points(points: np.ndarray) -> np.ndarray:
+    """ArcFace-order 5 points from the mesh: eye centres (their lid margins' mean), nose tip, mouth corners."""
+    return np.stack([points[list(RIGHT_EYE)].mean(axis=0), points[list(LEFT_EYE)].mean(axis=0), points[1],
+                     points[61], points[291]])
+
+
+def _seam(result: np.ndarray, target: np.ndarray, covered: np.ndarray) -> float:
+    """Mean gradient magnitude (grey, smoothed past the texture: sigma 2) along the blend
+    boundary (the eroded hull +- 4 px), over the target's own there: the edge a blend adds."""
+    face = cv2.erode(covered.astype(np.uint8), np.ones((5, 5), np.uint8))
+    kernel = np.ones((9, 9), np.uint8)
+    band = (cv2.dilate(face, kernel) - cv2.erode(face, kernel)) > 0
+
+    def gradient(image):
+        grey = cv2.GaussianBlur(cv2.cvtColor(image.astype(np.float32), cv2.COLOR_RGB2GRAY), (0, 0), 2.0)
+        return np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+
+    return float(gradient(result)[band].mean() - gradient(target)[band].mean())
+
+
+def test_region_index_sets_are_where_their_names_say(cache):
+    """The MediaPipe index polygons on a real mesh: eyes at the aligned crop's eye points,
+    brows above them, the lips around the mouth, the inner lip line inside the outer one,
+    every polygon simple (its filled area matches its contour's)."""
+    points = cache.points[0].astype(np.float64)
+    eyes = template(224)
+    eye_distance = float(np.linalg.norm(eyes[1] - eyes[0]))
+    for polygon, where in ((RIGHT_EYE, eyes[0]), (LEFT_EYE, eyes[1]), (LIPS_OUTER, eyes[3:].mean(axis=0))):
+        assert np.linalg.norm(points[list(polygon)].mean(axis=0) - where) < 0.2 * eye_distance
+    for brow, eye in ((RIGHT_BROW, RIGHT_EYE), (LEFT_BROW, LEFT_EYE)):
+        assert points[list(brow), 1].mean() < points[list(eye), 1].min()
+        assert abs(points[list(brow), 0].mean() - points[list(eye), 0].mean()) < 0.25 * eye_distance
+    outer = points[list(LIPS_OUTER)].astype(np.float32)
+    assert all(cv2.pointPolygonTest(outer, tuple(map(float, p)), False) >= 0 for p in points[list(LIPS_INNER)])
+    for polygon in (RIGHT_EYE, LEFT_EYE, RIGHT_BROW, LEFT_BROW, LIPS_OUTER):
+        contour = points[list(polygon)].astype(np.float32)
+        filled = np.zeros((224, 224), np.uint8)
+        cv2.fillPoly(filled, [np.round(contour).astype(np.int32)], 1)
+        assert abs(filled.sum() - cv2.contourArea(contour)) < 0.35 * filled.sum() + 20
+    masks = region_masks(points, 224)
+    assert set(masks) >= {"right_eye", "left_eye", "right_brow", "left_brow", "lips", "mouth"}
+    assert not (masks["lips"] & masks["mouth"]).any()
+
+
+def test_warp_maps_reuse_a_target_index_raster_correctly(cache):
+    """Two sources onto one target mesh: the second call (index raster from the cache) gives
+    the same maps as a fresh computation."""
+    from mfs_fast.face import mesh_warp
+
+    triangles = triangulate(cache.mean_points())
+    target = cache.points[1].astype(np.float64)
+    warp_maps(cache.points[0].astype(np.float64), target, triangles, 224)
+    second = warp_maps(cache.points[0].astype(np.float64) * 0.9 + 5, target, triangles, 224)
+    mesh_warp._INDEX_CACHE.clear()
+    fresh = warp_maps(cache.points[0].astype(np.float64) * 0.9 + 5, target, triangles, 224)
+    for a, b in zip(second, fresh):
+        assert np.array_equal(a, b)
+
+
+def _open_mouth(points: np.ndarray, gap: float) -> np.ndarray:
+    """The mesh with everything below the lips' meeting line moved down by ``gap`` px (ramped
+    in over 4 px): the lower lip, chin and jaw drop, the mouth opens."""
+    meeting = (points[13, 1] + points[14, 1]) / 2
+    moved = points.copy()
+    moved[:, 1] += gap * np.clip((points[:, 1] - meeting) / 4.0, 0.0, 1.0)
+    return moved
+
+
+def test_closed_mouth_onto_open_mouth_keeps_the_target_mouth_interior(cache):
+    """Target: the source warped onto its own mesh with the jaw dropped 14 px and a dark mouth
+    painted inside its inner lip line. The swap keeps that interior (within 0.02); the warp
+    alone (keep_openings=False) puts the source's lips there."""
+    source, points = _crop(cache, 0)
+    triangles = triangulate(cache.mean_points())
+    opened = _open_mouth(points, 14.0)
+    map_x, map_y, covered = warp_maps(points, opened, triangles, 224)
+    target = np.where(covered[..., None], cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR), source)
+    mouth = region_masks(opened, 224)["mouth"]
+    target[mouth > 0] = (0.25, 0.05, 0.06)
+    interior = cv2.erode(mouth, np.ones((3, 3), np.uint8), iterations=2) > 0
+    assert interior.sum() > 150
+    kept = mesh_warp_swap(source, target, points, opened, triangles)
+    stretched = mesh_warp_swap(source, target, points, opened, triangles, keep_openings=False)
+    assert np.abs(kept - target)[interior].mean() < 0.02
+    assert np.abs(stretched - target)[interior].mean() > 0.1
+    assert openness(opened)["mouth"] > MOUTH_OPEN[1] and openings_mask(opened, 224)[interior].min() > 0.99
+
+
+def test_openings_are_kept_only_where_the_mesh_says_open(cache):
+    """The same polygons with the lip gap (13 -> 14) shut and the right eye's lids (159 -> 145)
+    nearly shut: nothing of those openings is kept (a closed mouth under a moustache, a
+    blink); the left eye, open, still is."""
+    points = _open_mouth(cache.points[0].astype(np.float64), 14.0)
+    shut = points.copy()
+    shut[14] = shut[13] + (0.0, 0.5)
+    shut[145] = shut[159] + (0.0, 0.05 * np.linalg.norm(points[33] - points[133]))
+
+    def inside(polygon):
+        mask = np.zeros((224, 224), np.uint8)
+        cv2.fillPoly(mask, [np.round(points[list(polygon)]).astype(np.int32)], 1)
+        return cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
+
+    mouth, right, left = inside(LIPS_INNER), inside(RIGHT_EYE), inside(LEFT_EYE)
+    assert mouth.sum() > 100 and right.sum() > 20 and left.sum() > 20
+    assert openness(points)["right_eye"] > EYE_OPEN[1] and openness(shut)["right_eye"] < EYE_OPEN[0]
+    assert openness(points)["mouth"] > MOUTH_OPEN[1] and openness(shut)["mouth"] < MOUTH_OPEN[0]
+    keep, keep_shut = openings_mask(points, 224), openings_mask(shut, 224)
+    assert min(keep[mouth].max(), keep[right].max(), keep[left].max()) > 0.99
+    assert keep_shut[mouth].max() == 0.0 and keep_shut[right].max() == 0.0 and keep_shut[left].max() > 0.99
+
+
+def _tinted_skin(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``image`` with its skin warmed and darkened (and a left-to-right light falloff), the
+    eyes (lid margins grown by half an eye width) untouched: a target whose eyes do not
+    share its skin's colour relation to the source's."""
+    eyes = region_masks(points, 224)
+    width = float(np.linalg.norm(points[33] - points[133]))
+    keep = np.zeros((224, 224), np.uint8)
+    for polygon in (RIGHT_EYE, LEFT_EYE):
+        cv2.fillPoly(keep, [np.round(points[list(polygon)]).astype(np.int32)], 1)
+    keep = cv2.dilate(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(width) | 1, int(width) | 1)))
+    keep = cv2.GaussianBlur(keep.astype(np.float32), (0, 0), 2.0)[..., None]
+    light = np.linspace(1.0, 0.6, 224, dtype=np.float32)[None, :, None]
+    tinted = np.clip(image * np.array([1.1, 0.8, 0.62], np.float32) * light, 0, 1)
+    assert eyes["right_eye"].any()
+    return tinted * (1 - keep) + image * keep
+
+
+def test_eye_colour_stays_the_target_s(cache):
+    """Source 0 onto a skin-tinted copy of crop 1: at the evaluation's eye discs the result's
+    mean Lab is within 3 of the target's; the whole-face colour match tints them (> 6)."""
+    from mfs_fast.eval.appearance import colour_shift, region_masks as eval_regions
+
+    source, source_points = _crop(cache, 0)
+    target_plain, points = _crop(cache, 1)
+    target = _tinted_skin(target_plain, points)
+    triangles = triangulate(cache.mean_points())
+    eyes = eval_regions(_five_points(points), (224, 224))["eyes"]
+    new = mesh_warp_swap(source, target, source_points, points, triangles)
+    old = mesh_warp_swap(source, target, source_points, points, triangles, blend="feather", regions=False,
+                         keep_openings=False)
+    assert colour_shift(_bgr8(new), _bgr8(target), eyes) < 3.0
+    assert colour_shift(_bgr8(old), _bgr8(target), eyes) > 6.0
+
+
+def test_multiband_seam_is_lower_than_the_feather_s(cache):
+    """Onto a target in other colours under a spotlight (bright face, darker surround, which
+    one colour transform cannot follow): the gradient the blend adds along its boundary is
+    under 0.75x the plain feather's, and the face is no blurrier."""
+    from mfs_fast.eval.appearance import sharpness_ratio
+
+    source, source_points = _crop(cache, 0)
+    target_plain, points = _crop(cache, 1)
+    ys, xs = np.mgrid[0:224, 0:224].astype(np.float32) / 224
+    light = 0.5 + 0.5 * np.exp(-((xs - 0.5) ** 2 + (ys - 0.45) ** 2) / 0.05)
+    target = np.clip(target_plain * np.array([1.1, 0.8, 0.62], np.float32) * light[..., None], 0, 1)
+    triangles = triangulate(cache.mean_points())
+    covered = warp_maps(source_points, points, triangles, 224)[2]
+    multiband = mesh_warp_swap(source, target, source_points, points, triangles)
+    feather = mesh_warp_swap(source, target, source_points, points, triangles, blend="feather")
+    assert _seam(multiband, target, covered) < 0.75 * _seam(feather, target, covered)
+    five = _five_points(points)
+    assert (sharpness_ratio(_bgr8(multiband), _bgr8(target), five)
+            >= 0.97 * sharpness_ratio(_bgr8(feather), _bgr8(target), five))
+
+
+def test_multiband_blend_takes_each_side_where_the_mask_says():
+    rng = np.random.default_rng()
+    front = rng.random((64, 64, 3), dtype=np.float32)
+    back = rng.random((64, 64, 3), dtype=np.float32)
+    assert np.allclose(multiband_blend(front, back, np.ones((64, 64), np.float32)), front, atol=1e-5)
+    assert np.allclose(multiband_blend(front, back, np.zeros((64, 64), np.float32)), back, atol=1e-5)
+
+
+def test_swap_costs_under_25_ms_per_pair(cache):
+    """CPU time of one 224 swap (median of 9 after a warm-up): the teacher runs in every
+    training step (the first version: ~19 ms on the 2-core dev VM)."""
+    source, source_points = _crop(cache, 0)
+    target, points = _crop(cache, 1)
+    triangles = triangulate(cache.mean_points())
+    times = []
+    for k in range(10):
+        moved = points + (k % 3) * 0.25  # another target mesh each time: no index raster from the cache
+        started = time.process_time()
+        mesh_warp_swap(source, target, source_points, moved, triangles)
+        times.append(time.process_time() - started)
+    assert np.median(times[1:]) < 0.025

@@ -1,8 +1,11 @@
 """The classical mesh-warp swap (:mod:`mfs_fast.face.mesh_warp`) as a distillation teacher.
 
 No learned face-swapping weights can be obtained offline; this teacher needs none. It gives what
-a swap should do (the source's face in the target's pose and expression) with a 2D warp's
-artefacts, which the per-sample weight alpha = cos^2 x Q discounts.
+a swap should do (the source's face in the target's pose, expression and gaze, the target's
+open mouth and eye colours, colour-matched per region and blended without a seam) with a 2D
+warp's remaining artefacts (lighting baked into the source's texture, hair or glasses of either
+face inside the mesh), which the per-sample weight alpha = cos^2 x Q discounts. One 224 pair
+costs ~9 ms of CPU (2-core dev VM; the first version ~19 ms).
 """
 
 from __future__ import annotations
