@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import sys
 import tempfile
 import threading
@@ -44,6 +43,7 @@ from typing import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
+from .atomic import PendingFile
 from .errors import ImageError
 from .image_formats import (ImageHeader, ImageMetadata, exif_orientation, exif_without_thumbnail, read_header,
                             with_metadata)
@@ -319,29 +319,12 @@ def refuse_inputs(path: PathLike, inputs: Iterable[PathLike]) -> None:
 
 
 def write_atomically(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to a hidden temporary next to ``path``, then rename it onto ``path``.
-
-    The temporary is created like any new file (mode 0666 minus the umask, unlike ``mkstemp``'s
-    0600) and removed on any error or interrupt. OS errors become an ImageError naming the folder.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ImageError(f"cannot create the folder {path.parent}: {exc.strerror or exc}; choose another output "
-                         f"path") from None
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as exc:
-        raise ImageError(f"cannot write to the folder {path.parent}: {exc.strerror or exc}; choose another "
-                         f"output path") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
+    """Write ``data`` through :class:`~mfs_fast.atomic.PendingFile` (a hidden temporary renamed
+    onto ``path``, created under the umask, removed on any error or interrupt); OS errors become
+    an ImageError naming the folder."""
+    with PendingFile(path, error=ImageError) as pending:
+        try:
+            pending.path.write_bytes(data)
+        except OSError as exc:
             raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
+        pending.commit()

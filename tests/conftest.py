@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -85,3 +86,13 @@ def official_reference(official_state, aligned_pair) -> dict:
     swap, arcface = official_state
     source, target, _, _ = aligned_pair
     return ref.official_image_test(swap, arcface, source, target)
+
+
+def without_root_powers() -> tuple[str, ...]:
+    """A command prefix under which file permissions apply (root ignores them)."""
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: a read-only folder cannot be made to refuse writes")
+    return (setpriv, "--inh-caps=-all", "--bounding-set=-all", "--")

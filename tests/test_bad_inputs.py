@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import without_root_powers as _without_root_powers
 from test_image_io import huge_headers
 
 from mfs_fast.cli import main
@@ -162,16 +162,6 @@ def test_source_without_a_face_names_it(inputs, tmp_path, capsys):
 def _run_cli(*args: str, prefix: tuple[str, ...] = (), **popen) -> subprocess.Popen:
     return subprocess.Popen([*prefix, sys.executable, "-m", "mfs_fast", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **popen)
-
-
-def _without_root_powers() -> tuple[str, ...]:
-    """A command prefix under which file permissions apply (root ignores them)."""
-    if os.geteuid() != 0:
-        return ()
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv: a read-only folder cannot be made to refuse writes")
-    return (setpriv, "--inh-caps=-all", "--bounding-set=-all", "--")
 
 
 def test_read_only_output_folder_is_named(inputs, tmp_path):

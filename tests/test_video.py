@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import without_root_powers as _without_root_powers
 
 from mfs_fast.errors import ImageError, MediaError, VideoError
 from mfs_fast.video import (VideoInfo, VideoWriter, ffmpeg_exe, media_kind, probe_video, read_frames,
@@ -276,16 +277,6 @@ try:
 except (VideoError, RuntimeError) as error:
     print(f"{type(error).__name__}: {error}")
 """
-
-
-def _without_root_powers() -> tuple[str, ...]:
-    """A command prefix under which file permissions apply (root ignores them)."""
-    if os.geteuid() != 0:
-        return ()
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv: a read-only folder cannot be made to refuse writes")
-    return (setpriv, "--inh-caps=-all", "--bounding-set=-all", "--")
 
 
 @pytest.mark.parametrize("case", ["from_the_start", "before_close", "failing_body"])
