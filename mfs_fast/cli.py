@@ -319,6 +319,28 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     run_demo(args.output, target=args.target, weights=args.weights)
 
 
+def _cmd_weights(args: argparse.Namespace) -> None:
+    from . import store
+
+    if args.action == "list":
+        rows = store.list_weights()
+        print(f"model store: {store.models_dir()} (set {store.HOME_ENV} to move it)")
+        for row in rows:
+            print(f"{row.name:<12}{row.bytes / 1e6:>9.1f} MB  {row.source}{'  [bundled]' if row.builtin else ''}")
+            print(f"{'':<24}licence: {row.licence}")
+        if not any(row.name == "official" for row in rows):
+            print("the official weights (real quality): mfs-fast weights get official")
+    elif args.action == "get":
+        from .official_release import get_official
+
+        get_official(args.source, force=args.force, progress=not args.quiet)
+    elif args.action == "import":
+        folder = store.import_weights(args.folder, args.name, licence=args.licence, replace=args.force)
+        print(f"stored {args.folder} as {args.name!r} in {folder}: use it with --weights {args.name}")
+    else:
+        print(f"removed {args.name!r} ({store.remove_weights(args.name)})")
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from .train import StudentTrainer, load_config, train
 
@@ -355,8 +377,9 @@ def _cmd_doctor(args: argparse.Namespace) -> None:
 
 
 def _add_swapper_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", help="folder from `mfs-fast convert` or `mfs-fast train`, or one holding the official "
-                   "files (default: the bundled starter weights, see mfs_fast/weights/README.md)")
+    p.add_argument("--weights", help="a name from `mfs-fast weights list` (official, starter, ...) or a folder from "
+                   "`mfs-fast convert` / `mfs-fast train` or holding the official files (default: the bundled starter "
+                   "weights, see mfs_fast/weights/README.md)")
     p.add_argument("--faces", choices=("all", "largest"), default="all", help="which faces to swap")
     p.add_argument("--reference", help="swap only faces that look like the person in this image")
     p.add_argument("--similarity", type=_similarity, help="cosine identity similarity needed with --reference "
@@ -477,6 +500,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights folder (default: the bundled starter weights)")
     p.add_argument("-o", "--output", default="demo_out", help="folder for source/target/swapped/side_by_side.png")
     p.set_defaults(run=_cmd_demo)
+
+    p = sub.add_parser("weights", help="the local model store: list, get official, import, remove weights sets")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("list", help="installed weights sets: size, source, licence")
+    a = actions.add_parser("get", help="download the official weights (Google Drive), or take them from --from")
+    a.add_argument("name", choices=("official",), help="which release (only the official one can be fetched)")
+    a.add_argument("--from", dest="source", metavar="FILE_OR_DIR",
+                   help="a downloaded archive (zip/tar) or a folder with the two .pdparams: no internet needed")
+    a.add_argument("--force", action="store_true", help="fetch again and replace an installed set")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = actions.add_parser("import", help="store a weights folder (mfs-fast train/convert output) under a name")
+    a.add_argument("folder", help="weights folder (or a mfs-fast train output folder holding weights/)")
+    a.add_argument("--name", required=True, help="store name, then usable as --weights NAME")
+    a.add_argument("--licence", help="licence to record (e.g. that of the training data)")
+    a.add_argument("--force", action="store_true", help="replace a set of the same name")
+    a = actions.add_parser("remove", help="delete a stored weights set")
+    a.add_argument("name")
+    for a in actions.choices.values():
+        a.set_defaults(run=_cmd_weights)
 
     p = sub.add_parser("train", help="train the student (or the quality regressor Q) from a TOML config")
     p.add_argument("--config", required=True, help="TOML file (see configs/ and mfs_fast/train/config.py)")

@@ -31,3 +31,13 @@ class NoFaceError(MfsError):
 
 class NativeUnavailableError(MfsError):
     """The C++ extension was not built; the message says how to build it."""
+
+
+class ArchiveError(CheckpointError):
+    """A weights archive is damaged, of an unknown format, or unsafe to unpack (links, paths
+    leaving the destination, sizes over the limits)."""
+
+
+class DownloadError(MfsError):
+    """A download failed (offline, refused, interrupted, over the size limit); the message says
+    whether a rerun resumes it and how to fetch the file by hand instead."""

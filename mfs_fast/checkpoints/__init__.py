@@ -1,7 +1,8 @@
 """Weights: official Paddle checkpoints (read without Paddle) and the project's own format.
 
 :func:`load_weights` accepts either a folder written by ``mfs-fast convert`` (safetensors +
-manifest) or a folder holding the two official files as they were downloaded.
+manifest), a folder holding the two official files as they were downloaded, or the name of a set
+in the model store.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from .pdparams import read_pdparams, write_pdparams
 
 
 def load_weights(path: str | Path) -> FaceSwapModels:
-    """Load the reference models from a converted folder or a folder of official files."""
-    folder = Path(path)
+    """Load the reference models from a converted folder, a folder of official files, or a name in
+    the model store (``"official"``, ``"starter"``, a user's; see :mod:`mfs_fast.store`)."""
+    from ..store import resolve_weights
+
+    folder = resolve_weights(path)
     if not folder.is_dir():
         raise CheckpointError(f"--weights must be a folder; {folder} is {'a file' if folder.exists() else 'missing'}")
     if (folder / MANIFEST).is_file():
