@@ -62,7 +62,8 @@ setup(
     ext_modules=[CMakeExtension("mfs_fast._native"), CMakeExtension("mfs_fast._cuda", optional=True)],
     cmdclass={"build_ext": CMakeBuild},
     # the project's own starter weights and their model card, once they exist
-    package_data={"mfs_fast.weights": ["starter/*.json", "starter/*.safetensors", "*.md"]},
+    package_data={"mfs_fast.weights": ["starter/*.json", "starter/*.safetensors", "*.md"],
+                  "mfs_fast": ["demo_data/*.jpg"]},  # the demo's source photo (NOTICE)
     entry_points={"console_scripts": ["mfs-fast=mfs_fast.cli:main"]},
     zip_safe=False,
 )

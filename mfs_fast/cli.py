@@ -316,7 +316,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(args.output, target=args.target, weights=args.weights)
+    run_demo(args.output, target=args.target, weights=args.weights, source=args.source)
 
 
 def _cmd_weights(args: argparse.Namespace) -> None:
@@ -495,9 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="folder for metrics.json, metrics.md, samples.png")
     p.set_defaults(run=_cmd_eval)
 
-    p = sub.add_parser("demo", help="swap skimage's astronaut onto a photo (or a generated target), no files needed")
-    p.add_argument("--target", help="target photo (default: a generated one)")
-    p.add_argument("--weights", help="weights folder (default: the bundled starter weights)")
+    p = sub.add_parser("demo", help="a two-person swap from photos shipped with the package, no files needed")
+    p.add_argument("--source", help="source photo (default: Grace Hopper's official portrait)")
+    p.add_argument("--target", help="target photo (default: Eileen Collins' NASA portrait, skimage's astronaut)")
+    p.add_argument("--weights", help="a store name or weights folder (default: official when installed, else the "
+                   "bundled starter weights)")
     p.add_argument("-o", "--output", default="demo_out", help="folder for source/target/swapped/side_by_side.png")
     p.set_defaults(run=_cmd_demo)
 
