@@ -380,3 +380,89 @@ def test_starter_configs_load_and_stage2_starts_from_stage1():
     assert stage3.init_weights == str(Path(stage2.output) / "weights") and stage3.lr == stage2.lr == 2e-4
     assert len({stage1.output, stage2.output, stage3.output}) == 3 and {stage2.seed, stage3.seed} == {1, 2}
     assert stage2.holdout == stage1.holdout and stage2.teacher == stage1.teacher and stage2.cache == stage1.cache
+    stage4, stage5 = load_config(root / "starter-v4.toml"), load_config(root / "starter-v5.toml")
+    assert stage5.init_weights == str(Path(stage4.output) / "weights") and stage5.cache == stage4.cache
+    assert stage4.holdout == stage5.holdout == stage1.holdout and stage5.distill_lowpass and stage5.lambda_detail > 0
+    assert stage5.second_identity == "faceres"  # mobileface stays out of training: it only evaluates
+
+
+def test_iin_inject_many_matches_one_identity_at_a_time():
+    """The batched injection (training) gives each identity the kernels the one-at-a-time IIN
+    (inference) gives it, on fresh random inputs; BN in eval mode as in training."""
+    from mfs_fast.models import IIN, l2_normalize
+
+    torch.manual_seed(int(np.random.default_rng().integers(1 << 30)))
+    iin = IIN().eval()
+    embeddings = l2_normalize(torch.randn(3, 512))
+    maps = torch.randn(3, 512, 7, 7).contiguous(memory_format=torch.channels_last)  # as the adapter may hand it
+    with torch.no_grad():
+        batched = iin.inject_many(embeddings, maps)
+        for n, weights in enumerate(batched):
+            single = iin(embeddings[n:n + 1], maps[n:n + 1])
+            for (name, got), (_, expected) in zip(weights.tensors(), single.tensors()):
+                assert got.shape == expected.shape, name
+                assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5), (name, float((got - expected).abs().max()))
+            for got, expected in zip(weights.encoder_modulation + weights.decoder_modulation,
+                                     single.encoder_modulation + single.decoder_modulation):
+                assert torch.allclose(got.demod, expected.demod, rtol=1e-5) and torch.equal(got.base, expected.base)
+    with pytest.raises(ValueError, match="one identity at a time"):
+        iin(embeddings, maps)
+
+
+def test_detail_loss_is_zero_for_the_target_and_grows_with_blur():
+    from mfs_fast.train.losses import detail_loss, gaussian_blur, high_pass
+
+    target = torch.from_numpy(cv2.resize(_astronaut_bgr()[:400, 100:500], (224, 224))[..., ::-1].copy()).permute(2, 0, 1)
+    target = target.float().div(255)[None]
+    face = torch.zeros(1, 1, 224, 224)
+    face[..., 40:180, 50:170] = 1
+    flat = torch.full((1, 3, 32, 32), 0.3)
+    assert torch.allclose(gaussian_blur(flat, 1.5), flat, atol=1e-6)  # constant in, constant out
+    assert high_pass(target, 1.5).abs().mean() > 0.005
+    assert float(detail_loss(target, target, face, 1.5)) == 0.0
+    losses = [float(detail_loss(gaussian_blur(target, s), target, face, 1.5)) for s in (0.7, 1.5, 3.0)]
+    assert 0 < losses[0] < losses[1] < losses[2], losses
+    # only the face counts: changing the background changes nothing
+    outside = target.clone()
+    outside[..., :20, :] = torch.rand(1, 3, 20, 224)
+    assert float(detail_loss(outside, target, face, 1.5)) == 0.0
+
+
+def test_prefetched_steps_draw_the_same_data_as_a_serial_loop(tmp_path, photo_folder):
+    """The prefetch thread draws exactly what a serial loop would, in order, and drain()
+    loses no step."""
+    from mfs_fast.train.data import PairSampler
+    from mfs_fast.train.prefetch import Prefetcher, prepare_step
+
+    info = build_cache([str(photo_folder)], tmp_path / "cache", 224)
+
+    def sampler():
+        return PairSampler(FaceCache(info, 224, seed=7), 2, 0.2, 0.1, seed=7)
+
+    serial_sampler, threaded_sampler = sampler(), sampler()
+    serial = [prepare_step(serial_sampler, 2, None) for _ in range(4)]
+    prefetcher = Prefetcher(lambda: prepare_step(threaded_sampler, 2, None))
+    threaded = [prefetcher.next(), prefetcher.next()]
+    prefetcher.drain()
+    threaded += [prefetcher.next(), prefetcher.next()]
+    prefetcher.close()
+    for a, b in zip(serial, threaded):
+        for ga, gb in zip(a.groups, b.groups):
+            assert ga.indices == gb.indices and torch.equal(ga.targets, gb.targets) and torch.equal(ga.source, gb.source)
+
+
+def test_detail_loss_low_band_distillation_and_second_identity_train(tmp_path, photo_folder, unnamed_folder):
+    """The stage-5 losses run end to end: detail, low-band distillation from the mesh-warp
+    teacher and (when its model files are installed) faceres in the identity loss."""
+    from mfs_fast.identity.tfjs_encoders import tfjs_encoder_available
+
+    second = {"second_identity": "faceres", "lambda_id_second": 3.0} if tfjs_encoder_available("faceres") else {}
+    path = _write_config(tmp_path, data=[unnamed_folder], steps=2, lambda_gan=0.0, lambda_detail=80.0,
+                         same_image_share=0.0, same_identity_share=0.0,
+                         distill_lowpass=True, teacher={"kind": "mesh-warp"}, sample_every=0, **second)
+    trainer = StudentTrainer(load_config(path))
+    values = trainer.train_step().values
+    assert values["detail"] > 0 and "distill_rec" in values
+    assert ("id2" in values) == bool(second)
+    with pytest.raises(MfsError, match="second_identity"):
+        load_config(_write_config(tmp_path, data=[photo_folder], second_identity="vgg"))

@@ -12,6 +12,7 @@ from ..errors import MfsError
 KINDS = ("student", "quality")
 LR_SCHEDULES = ("constant", "cosine")
 TEACHER_KINDS = ("mfs", "onnx", "mesh-warp")  # see .teacher.create_teacher
+SECOND_IDENTITY_NETS = ("faceres", "mobileface")  # mfs_fast.identity.create_identity_encoder names
 PATH_FIELDS = ("output", "cache", "quality_model", "snapshots", "init_weights")  # relative to their file
 # keys whose paths a config layer resolves before merging: the path fields, `data` (a list of
 # folders) and the teacher's `weights` / `path`
@@ -53,6 +54,11 @@ class TrainConfig:
     lambda_gan: float = 1.0
     lambda_kernel: float = 0.0  # keeps the predicted depthwise kernels at unit gain (see losses.kernel_gain_loss)
     lambda_attr: float = 1.0  # weak attribute loss (low-level identity-net maps vs the target)
+    lambda_detail: float = 0.0  # high-pass band of the result vs the target's, inside the face (see losses.detail_loss)
+    detail_sigma: float = 1.5  # the Gaussian that splits low from high band (crop pixels)
+    distill_lowpass: bool = False  # distillation L1 on the low band only (the high band is the target's)
+    second_identity: str = ""  # a second identity net in the loss ("faceres"); eval keeps another one out
+    lambda_id_second: float = 0.0  # its 1 - cos(source, result) weight
     gan_start: int = 0  # step at which the adversarial loss starts
     teacher: dict[str, Any] = field(default_factory=dict)  # {} | {kind="mfs", weights=DIR} | {kind="onnx", path=F} | {kind="mesh-warp"}
     quality_model: str = ""  # a Q checkpoint (from kind="quality"); teacher samples are weighted by it
@@ -101,6 +107,11 @@ class TrainConfig:
             raise MfsError(f"config: teacher.kind must be one of {', '.join(TEACHER_KINDS)}, got {self.teacher.get('kind')!r}")
         if self.max_pixel_upscale < 0 or not 0 <= self.sharp_target_share <= 1 or not 0 <= self.sharp_source_share <= 1:
             raise MfsError("config: max_pixel_upscale must be >= 0, sharp_target_share and sharp_source_share within [0, 1]")
+        if self.second_identity and self.second_identity not in SECOND_IDENTITY_NETS:
+            raise MfsError(f"config: second_identity must be one of {', '.join(SECOND_IDENTITY_NETS)}, "
+                           f"got {self.second_identity!r}")
+        if self.detail_sigma <= 0:
+            raise MfsError("config: detail_sigma must be > 0")
         if self.lr_schedule not in LR_SCHEDULES:
             raise MfsError(f"config: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         return self

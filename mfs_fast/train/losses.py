@@ -13,7 +13,13 @@
   the kernels' scale during training and Adam's noise lets that scale drift without bound
   (observed: activations ~1e19, batch-norm running variance inf, colour blobs in eval mode);
 - distillation: L1 + perceptual to a teacher's output, per sample weighted by
-  alpha = cos(id(source), id(teacher_out))^2 x Q(teacher_out).
+  alpha = cos(id(source), id(teacher_out))^2 x Q(teacher_out);
+- detail: L1 between the high-pass bands (image minus its Gaussian blur) of the result and the
+  *target* inside the target's face hull. Why: a student that cannot warp pixels regresses the
+  teacher's fine detail (the source's skin and lashes, placed by a mesh warp) to its mean, a
+  blur (measured: a fifth of the target's Laplacian variance); the target's own detail is in
+  the student's input and is what a sharp swap keeps. With it, distillation may compare low-pass
+  versions only, so the two losses do not pull the same band two ways.
 """
 
 from __future__ import annotations
@@ -76,6 +82,28 @@ def distillation_weight(source_embedding: Tensor, teacher_embedding: Tensor, qua
     return (alpha * quality if quality is not None else alpha).detach()
 
 
+def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of N x C x H x W (radius 3 sigma, reflected borders)."""
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = images.shape[1]
+    padded = F.pad(images, (radius, radius, radius, radius), mode="reflect")
+    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(rows, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def high_pass(images: Tensor, sigma: float) -> Tensor:
+    return images - gaussian_blur(images, sigma)
+
+
+def detail_loss(result: Tensor, target: Tensor, face_mask: Tensor, sigma: float) -> Tensor:
+    """Per sample mean |high_pass(result) - high_pass(target)| over the face hull (N x 1 x H x W)."""
+    diff = (high_pass(result, sigma) - high_pass(target, sigma)).abs().mean(dim=1, keepdim=True)
+    return (diff * face_mask).flatten(1).sum(dim=1) / face_mask.flatten(1).sum(dim=1).clamp_min(1.0)
+
+
 def masked_mean(values: Tensor, weights: Tensor) -> Tensor:
     """Weighted mean of per-sample values; 0 (keeping the graph) when no weight is set."""
     total = weights.sum()
@@ -93,9 +121,12 @@ def hinge_generator_loss(fake_logits: list[Tensor]) -> Tensor:
 __all__ = [
     "ATTRIBUTE_MAP",
     "PERCEPTUAL_MAPS",
+    "detail_loss",
     "distillation_weight",
+    "gaussian_blur",
     "hinge_discriminator_loss",
     "hinge_generator_loss",
+    "high_pass",
     "identity_loss",
     "kernel_gain_loss",
     "kernel_gains",

@@ -35,11 +35,12 @@ def inject(models: FaceSwapModels, source: Tensor) -> IdentityWeights:
     return models.iin(l2_normalize(embedding), feature_map)
 
 
-def inject_features(models: FaceSwapModels, features) -> IdentityWeights:
-    """The IDN's kernels from the dlib features of one source (computed once per step by the
-    trainer, which also needs its embedding for the identity loss: dlib runs once, not twice)."""
+def inject_features(models: FaceSwapModels, features) -> list[IdentityWeights]:
+    """The IDN's kernels of each source from their dlib features (N sources, computed once per
+    step by the trainer, which also needs the embeddings for the identity loss: dlib runs once,
+    not twice), adapter and IIN run as one batch."""
     embedding, feature_map = models.identity.adapt(features.embedding, features.maps[DLIB_MAP])
-    return models.iin(l2_normalize(embedding), feature_map)
+    return models.iin.inject_many(l2_normalize(embedding), feature_map)
 
 
 def swap_group(models: FaceSwapModels, source: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:

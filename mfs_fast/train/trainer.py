@@ -20,7 +20,9 @@ from .data import FaceCache, PairSampler, build_cache
 from .discriminator import MultiScaleDiscriminator
 from .losses import (
     ATTRIBUTE_MAP,
+    detail_loss,
     distillation_weight,
+    gaussian_blur,
     hinge_discriminator_loss,
     hinge_generator_loss,
     identity_loss,
@@ -32,6 +34,7 @@ from .losses import (
     weak_mask_loss,
 )
 from .student import inject_features, new_student, set_train_mode, swap_group, trainable_modules
+from .prefetch import Prefetcher, prepare_step
 from .teacher import create_teacher
 
 CHECKPOINT = "checkpoint.pt"
@@ -88,6 +91,12 @@ class StudentTrainer:
         self.device = pick_device(config.device)
         self.amp = config.amp and self.device.type == "cuda"
         self.encoder = DlibIdentityEncoder().to(self.device)
+        # a second, different identity net in the loss, so the student cannot just please dlib
+        self.second_encoder = None
+        if config.second_identity and config.lambda_id_second:
+            from ..identity import create_identity_encoder
+
+            self.second_encoder = create_identity_encoder(config.second_identity).to(self.device).eval()
         info = build_cache(config.data, config.cache, config.size, config.holdout, config.video_stride,
                            config.video_frames, config.max_faces)
         self.cache = FaceCache(info, config.size, seed=config.seed, max_pixel_upscale=config.max_pixel_upscale)
@@ -122,6 +131,8 @@ class StudentTrainer:
         self.step = 0
         self.probe = self._probe_groups()
         self._resume()
+        # after _resume: the prefetch thread draws from the generators it reseeds
+        self.prefetcher = Prefetcher(lambda: prepare_step(self.sampler, config.sources_per_step, self.teacher))
 
     # ------------------------------------------------------------------ state
     @torch.no_grad()
@@ -217,6 +228,8 @@ class StudentTrainer:
         """Population BN statistics for the IDN (see :mod:`.batchnorm`) from fresh pairs."""
         from .batchnorm import recalibrate_batch_norm
 
+        self.prefetcher.drain()  # the sampler is the prefetch thread's until its step is drawn
+
         def run_batches():
             set_train_mode(self.student)
             for _ in range(groups):
@@ -232,17 +245,21 @@ class StudentTrainer:
     def train_step(self) -> StepLosses:
         config, device = self.config, self.device
         set_train_mode(self.student)
-        groups = [self.sampler.group() for _ in range(config.sources_per_step)]
+        inputs = self.prefetcher.next()
+        groups = inputs.groups
         with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
             results, masks, targets, face_masks, recon, pixel, source_ids = [], [], [], [], [], [], []
             kernels, teacher_out, teacher_rows = [], [], []
-            for group in groups:
+            sources = torch.stack([group.source for group in groups]).to(device)
+            with torch.no_grad():  # dlib is frozen: its source features serve injection and the loss
+                source_features = self.encoder.embed(sources)
+            # every source's kernels in one batched IIN pass (batch-1 passes cost ~3x more)
+            identity_weights = inject_features(self.student, source_features)
+            for group, source_embedding, weights, rows, taught in zip(groups, source_features.embedding,
+                                                                   identity_weights, inputs.teacher_rows,
+                                                                   inputs.teacher_out):
                 # channels-last: the depthwise convs' backward is ~5x faster so on CPU
-                source = group.source.to(device)
                 group_targets = group.targets.to(device).contiguous(memory_format=torch.channels_last)
-                with torch.no_grad():  # dlib is frozen: its source features serve injection and the loss
-                    source_features = self.encoder.embed(source[None])
-                weights = inject_features(self.student, source_features)
                 kernels += [*weights.encoder_depthwise, *weights.decoder_depthwise]
                 result, mask = self.student.idn(group_targets, weights)
                 results.append(result)
@@ -251,14 +268,10 @@ class StudentTrainer:
                 face_masks.append(group.target_masks.to(device))
                 recon.append(group.reconstruction.to(device))
                 pixel.append(group.pixel_target.to(device))
-                source_ids.append(source_features.embedding.expand(len(group_targets), -1))
-                if self.teacher is not None:
-                    # the teacher only where its output is used: cross pairs that may be pixel targets
-                    wanted = torch.nonzero(~group.reconstruction & group.pixel_target).flatten()
-                    if len(wanted):
-                        teacher_out.append(self.teacher(source, group_targets[wanted.to(device)], group.source_points,
-                                                        group.target_points[wanted]))
-                        teacher_rows.append(wanted + sum(len(t) for t in targets[:-1]))
+                source_ids.append(source_embedding.expand(len(group_targets), -1))
+                if taught is not None:  # the teacher's swaps, made by the prefetch thread
+                    teacher_out.append(taught.to(device))
+                    teacher_rows.append(rows + sum(len(t) for t in targets[:-1]))
             result, mask, target = torch.cat(results), torch.cat(masks), torch.cat(targets)
             face_mask, recon = torch.cat(face_masks), torch.cat(recon).float()
             pixel = torch.cat(pixel).float()  # pixel losses only where the target is sharp enough
@@ -276,6 +289,17 @@ class StudentTrainer:
             total = (config.lambda_id * losses["id"] + config.lambda_rec * losses["rec"]
                      + config.lambda_per * losses["per"] + config.lambda_attr * losses["attr"]
                      + config.lambda_mask * losses["mask"])
+            if self.second_encoder is not None:
+                with torch.no_grad():
+                    second_source = self.second_encoder.embed(sources).embedding
+                rows_per_source = torch.tensor([len(t) for t in targets], device=device)
+                second_result = self.second_encoder.embed(result.float()).embedding
+                losses["id2"] = identity_loss(second_source.repeat_interleave(rows_per_source, dim=0),
+                                              second_result).mean()
+                total = total + config.lambda_id_second * losses["id2"]
+            if config.lambda_detail:
+                losses["detail"] = detail_loss(result.float(), target, face_mask, config.detail_sigma).mean()
+                total = total + config.lambda_detail * losses["detail"]
             if config.lambda_kernel:
                 losses["kernel"] = kernel_gain_loss(kernels)
                 total = total + config.lambda_kernel * losses["kernel"]
@@ -293,7 +317,13 @@ class StudentTrainer:
                     quality = self.quality(teach) if self.quality is not None else None
                 alpha = distillation_weight(source_embedding[rows], teacher_id.embedding, quality)
                 result_maps = {name: value[rows] for name, value in result_id.maps.items()}
-                losses["distill_rec"] = masked_mean(per_sample_l1(result[rows], teach), alpha)
+                student_pixels = result[rows]
+                if config.distill_lowpass:  # the high band is the target's (detail loss), not the teacher's
+                    student_pixels = gaussian_blur(student_pixels.float(), config.detail_sigma)
+                    teach_pixels = gaussian_blur(teach, config.detail_sigma)
+                else:
+                    teach_pixels = teach
+                losses["distill_rec"] = masked_mean(per_sample_l1(student_pixels, teach_pixels), alpha)
                 losses["distill_per"] = masked_mean(perceptual_loss(result_maps, teacher_id.maps), alpha)
                 losses["alpha"] = alpha.mean()  # over the distilled pairs
                 total = total + config.lambda_rec * losses["distill_rec"] + config.lambda_per * losses["distill_per"]
