@@ -157,10 +157,10 @@ def _request(opener: urllib.request.OpenerDirector, url: str, offset: int, how: 
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", e)
         if isinstance(reason, (TimeoutError, socket.timeout)):
-            raise DownloadError(f"{how.label}: {host} did not answer within {how.timeout:g} s (offline or "
-                                f"blocked?){how.manual_hint}") from None
-        raise DownloadError(f"{how.label}: cannot reach {host} ({_reason(reason)}): no internet "
-                            f"connection?{how.manual_hint}") from None
+            raise DownloadError(f"{how.label}: {host} did not answer within {how.timeout:g} s: check the "
+                                f"internet connection{how.manual_hint}") from None
+        raise DownloadError(f"{how.label}: cannot reach {host} ({_reason(reason)}): check the internet "
+                            f"connection{how.manual_hint}") from None
 
 
 class _FormFinder(HTMLParser):
@@ -225,4 +225,4 @@ def _progress(how: Fetch, total: int | None, done: int):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024, desc=how.label,
-                disable=not how.progress, file=sys.stderr, leave=False)
+                disable=None if how.progress else True, file=sys.stderr, leave=False)  # None: only on a terminal

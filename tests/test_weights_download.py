@@ -106,7 +106,7 @@ def test_quota_page_is_a_clear_error(drive, tmp_path):
 
 def test_offline_is_a_clear_error(tmp_path):
     started = time.monotonic()
-    with pytest.raises(DownloadError, match="cannot reach 127.0.0.1.*no internet connection"):
+    with pytest.raises(DownloadError, match="cannot reach 127.0.0.1.*check the internet connection"):
         fetch(f"http://127.0.0.1:{closed_port()}/uc?id=x", tmp_path / "file", quick())
     assert time.monotonic() - started < 5
 
