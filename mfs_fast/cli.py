@@ -504,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_demo)
 
     p = sub.add_parser("weights", help="the local model store: list, get official, import, remove weights sets")
-    actions = p.add_subparsers(dest="action", required=True)
+    actions = p.add_subparsers(dest="action", required=True, metavar="{list,get,import,remove}")
     a = actions.add_parser("list", help="installed weights sets: size, source, licence")
     a = actions.add_parser("get", help="download the official weights (Google Drive), or take them from --from")
     a.add_argument("name", choices=("official",), help="which release (only the official one can be fetched)")
