@@ -182,7 +182,7 @@ def import_weights(folder: str | Path, name: str, licence: str | None = None, re
     and converted. Either way the set is fully loaded once, so a broken one is refused up front.
     """
     from .checkpoints import load_weights, save_weights
-    from .checkpoints.native_format import FILES, MANIFEST, read_manifest, sha256_of
+    from .checkpoints.native_format import MANIFEST, read_manifest, sha256_of, stored_files
 
     check_name(name)
     if name == BUILTIN:
@@ -197,9 +197,9 @@ def import_weights(folder: str | Path, name: str, licence: str | None = None, re
         if (source_dir / MANIFEST).is_file():
             manifest = read_manifest(source_dir / MANIFEST)
             out.mkdir()
-            for file in FILES:
+            for file, sha256 in stored_files(manifest).items():  # whole files or shards
                 shutil.copyfile(source_dir / file, out / file)
-                if sha256_of(out / file) != manifest["files"][file]["sha256"]:
+                if sha256_of(out / file) != sha256:
                     raise CheckpointError(f"{source_dir / file} changed while it was being copied; try again")
             provenance = dict(manifest.get("provenance") or {})
             provenance.update(source=f"imported from {origin}", licence=licence or provenance.get("licence")

@@ -2,6 +2,11 @@
 
 ``DIR/manifest.json`` records, per file, its sha256, size and tensor shapes, so a truncated or
 altered download is caught before anything runs. Tensor names are our PyTorch module names.
+
+A file may be split into shards (``swap-00001-of-00002.safetensors`` ...) when it would exceed a
+size limit (``save_weights(max_file_bytes=...)``, :func:`reshard_weights`): some transports cap
+the size of one file (a lent GPU machine hands back files under 16 MiB). The manifest then lists
+the shards, each with its sha256, under the file's name; loading reads either layout.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -22,6 +28,10 @@ from ..models import FaceSwapModels
 MANIFEST = "manifest.json"
 FORMAT_NAME = "mfs_fast.weights"
 FORMAT_VERSION = 1
+# written only when a file is sharded, so that builds which predate shards refuse such a folder by
+# its version instead of calling it damaged; unsharded folders stay version 1
+SHARDED_FORMAT_VERSION = 2
+READABLE_VERSIONS = (FORMAT_VERSION, SHARDED_FORMAT_VERSION)
 # file name -> the FaceSwapModels fields stored in it (tensor names are "<field>.<key>").
 FILES = {"swap.safetensors": ("iin", "idn"), "identity.safetensors": ("identity",)}
 IRSE_KIND = "ir-se"
@@ -42,35 +52,127 @@ def sha256_of(path: Path) -> str:
 
 
 def save_weights(models: FaceSwapModels, folder: str | Path, provenance: dict | None = None,
-                 storage: str = "fp32") -> Path:
+                 storage: str = "fp32", max_file_bytes: int | None = None) -> Path:
     """Write ``models`` to ``folder`` (created; files are replaced atomically).
 
     ``storage``: ``fp32``; ``fp16`` (floats halved); or ``int8`` (the large matrices of the
     IIN and the identity adapter as int8 with one fp32 scale per output row, everything else
     fp16): how the starter weights fit in the repository. Loading always gives fp32 models.
+    ``max_file_bytes``: split any file that would be larger into shards of at most this size.
     """
     if storage not in STORAGE:
         raise CheckpointError(f"storage must be one of {', '.join(STORAGE)}, got {storage!r}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest: dict = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "provenance": provenance or {}, "files": {},
-                      "identity": getattr(models.identity, "kind", IRSE_KIND), "storage": storage}
+    stored = {}
     for name, fields in FILES.items():
         tensors = {}
         for field in fields:
             for key, value in getattr(models, field).state_dict().items():
                 tensors.update(encode_tensor(f"{field}.{key}", value.detach().cpu().contiguous(), storage, field))
-        path = folder / name
-        _atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
-        manifest["files"][name] = {
-            "sha256": sha256_of(path),
-            "bytes": path.stat().st_size,
-            "tensors": {k: list(v.shape) for k, v in tensors.items()},
-            "dtypes": sorted({str(v.dtype).replace("torch.", "") for v in tensors.values()}),
-        }
+        stored[name] = tensors
+    manifest: dict = {"format": FORMAT_NAME, "provenance": provenance or {},
+                      "identity": getattr(models.identity, "kind", IRSE_KIND), "storage": storage}
+    return _write_folder(Path(folder), stored, manifest, max_file_bytes)
+
+
+def reshard_weights(source: str | Path, destination: str | Path, max_file_bytes: int) -> Path:
+    """Copy a weights folder with every file at most ``max_file_bytes`` (shards where needed).
+
+    The stored tensors are copied as they are (int8 stays int8, nothing is re-quantized); every
+    file of ``source`` is checked against its manifest first."""
+    source = Path(source)
+    manifest = read_manifest(source / MANIFEST)
+    stored = {}
+    for name in FILES:
+        entry = manifest["files"].get(name)
+        if entry is None:
+            raise CheckpointError(f"{source / MANIFEST} does not list {name}")
+        stored[name] = _read_stored(source, name, entry)
+    kept = {k: v for k, v in manifest.items() if k not in ("files", "version")}
+    return _write_folder(Path(destination), stored, kept, max_file_bytes)
+
+
+def shard_name(name: str, index: int, count: int) -> str:
+    """``swap.safetensors`` -> ``swap-00001-of-00002.safetensors`` (``index`` from 1)."""
+    stem, dot, suffix = name.partition(".")
+    return f"{stem}-{index:05d}-of-{count:05d}{dot}{suffix}"
+
+
+def stored_files(manifest: dict) -> dict[str, str]:
+    """Every file a (checked) manifest lists -> its sha256: whole files and shards alike."""
+    files = {}
+    for name, entry in manifest["files"].items():
+        if "shards" in entry:
+            files.update({shard["file"]: shard["sha256"] for shard in entry["shards"]})
+        else:
+            files[name] = entry["sha256"]
+    return files
+
+
+def _write_folder(folder: Path, stored: dict[str, dict[str, torch.Tensor]], manifest: dict,
+                  max_file_bytes: int | None) -> Path:
+    """Write each file's tensors (sharded past ``max_file_bytes``), then the manifest, then remove
+    files of an earlier layout (a whole file now sharded, or shards now whole)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: _write_file(folder, name, tensors, max_file_bytes) for name, tensors in stored.items()}
+    sharded = any("shards" in entry for entry in files.values())
+    manifest = {**manifest, "files": files, "version": SHARDED_FORMAT_VERSION if sharded else FORMAT_VERSION}
     text = json.dumps(manifest, indent=1, sort_keys=True)
     _atomic_write(folder / MANIFEST, lambda tmp: tmp.write_text(text))
+    current = set(stored_files(manifest))
+    for path in folder.iterdir():
+        if path.name not in current and any(_is_layout_of(path.name, name) for name in stored):
+            path.unlink()
     return folder
+
+
+def _is_layout_of(candidate: str, name: str) -> bool:
+    """Whether ``candidate`` is ``name`` or one of its shards (of any count)."""
+    stem, dot, suffix = name.partition(".")
+    return candidate == name or re.fullmatch(re.escape(stem) + r"-\d{5}-of-\d{5}" + re.escape(dot + suffix),
+                                             candidate) is not None
+
+
+def _write_file(folder: Path, name: str, tensors: dict[str, torch.Tensor], max_file_bytes: int | None) -> dict:
+    """One file of the format, whole or as shards; returns its manifest entry."""
+    entry: dict = {"tensors": {k: list(v.shape) for k, v in tensors.items()},
+                   "dtypes": sorted({str(v.dtype).replace("torch.", "") for v in tensors.values()})}
+    groups = _shard_groups(tensors, max_file_bytes, name) if max_file_bytes else [list(tensors)]
+    written = []
+    for index, keys in enumerate(groups, start=1):
+        path = folder / (name if len(groups) == 1 else shard_name(name, index, len(groups)))
+        part = {k: tensors[k] for k in keys}
+        _atomic_write(path, lambda tmp: save_file(part, str(tmp)))
+        size = path.stat().st_size
+        if max_file_bytes and size > max_file_bytes:  # the header estimate below is generous: a bug if seen
+            raise CheckpointError(f"{path} came out at {size} bytes, over the limit of {max_file_bytes}")
+        written.append({"file": path.name, "sha256": sha256_of(path), "bytes": size})
+    if len(written) == 1:
+        return {**entry, "sha256": written[0]["sha256"], "bytes": written[0]["bytes"]}
+    return {**entry, "shards": written, "bytes": sum(shard["bytes"] for shard in written)}
+
+
+def _shard_groups(tensors: dict[str, torch.Tensor], max_file_bytes: int, name: str) -> list[list[str]]:
+    """Tensor names per shard, in name order (the same shards whatever order the tensors came
+    in), each shard's estimated file size within the limit (a tensor is never split: the limit
+    must hold the largest one)."""
+    def cost(key: str) -> int:  # data + a header entry ({"name":{"dtype":..,"shape":[..],"data_offsets":[..]}})
+        value = tensors[key]
+        return value.numel() * value.element_size() + len(key) + 64 + 24 * value.dim()
+
+    budget = max_file_bytes - 4096  # 8-byte length, header braces and padding, with room to spare
+    groups: list[list[str]] = [[]]
+    used = 0
+    for key in sorted(tensors):
+        size = cost(key)
+        if size > budget:
+            raise CheckpointError(f"{name}: tensor {key!r} alone takes {size} bytes, more than a "
+                                  f"{max_file_bytes}-byte file holds: store the weights as int8 or fp16")
+        if groups[-1] and used + size > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append(key)
+        used += size
+    return groups
 
 
 def load_weights_dir(folder: str | Path) -> FaceSwapModels:
@@ -80,15 +182,10 @@ def load_weights_dir(folder: str | Path) -> FaceSwapModels:
     models = _empty_models(manifest.get("identity", IRSE_KIND), folder / MANIFEST)
     for name, fields in FILES.items():
         entry = manifest["files"].get(name)
-        path = folder / name
         if entry is None:
             raise CheckpointError(f"{folder / MANIFEST} does not list {name}")
-        if not path.is_file():
-            raise CheckpointError(f"weights file missing: {path}")
-        actual = sha256_of(path)
-        if actual != entry["sha256"]:
-            raise CheckpointError(f"{path} is corrupt: sha256 {actual[:12]}... differs from the manifest's {entry['sha256'][:12]}...")
-        tensors = decode_tensors(read_safetensors(path))
+        tensors = decode_tensors(_read_stored(folder, name, entry))
+        path = folder / name
         for field in fields:
             module = getattr(models, field)
             prefix = f"{field}."
@@ -96,6 +193,24 @@ def load_weights_dir(folder: str | Path) -> FaceSwapModels:
             _check_fits(state, module.state_dict(), f"{path} ({field})")
             module.load_state_dict(state, strict=True)
     return models.eval()
+
+
+def _read_stored(folder: Path, name: str, entry: dict) -> dict[str, torch.Tensor]:
+    """The stored tensors of one file of the format, whole or sharded, each file checked
+    against the manifest's sha256 before it is parsed."""
+    parts = entry["shards"] if "shards" in entry else [{"file": name, "sha256": entry["sha256"]}]
+    tensors: dict[str, torch.Tensor] = {}
+    for number, part in enumerate(parts, start=1):
+        path = folder / part["file"]
+        what = f" (shard {number} of {len(parts)} of {name})" if "shards" in entry else ""
+        if not path.is_file():
+            raise CheckpointError(f"weights file missing: {path}{what}")
+        actual = sha256_of(path)
+        if actual != part["sha256"]:
+            raise CheckpointError(f"{path}{what} is corrupt: sha256 {actual[:12]}... differs from the manifest's "
+                                  f"{part['sha256'][:12]}...")
+        tensors.update(read_safetensors(path))
+    return tensors
 
 
 def _empty_models(identity_kind: str, source: Path) -> FaceSwapModels:
@@ -182,17 +297,27 @@ def read_manifest(path: Path) -> dict:
         raise CheckpointError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(manifest, dict):
         raise CheckpointError(f"{path} holds a JSON {type(manifest).__name__}, not a weights manifest")
-    if manifest.get("format") != FORMAT_NAME or manifest.get("version") != FORMAT_VERSION:
+    if manifest.get("format") != FORMAT_NAME or manifest.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(
             f"{path} is format {manifest.get('format')!r} v{manifest.get('version')!r}; "
-            f"this build reads {FORMAT_NAME!r} v{FORMAT_VERSION}"
+            f"this build reads {FORMAT_NAME!r} v{' and v'.join(map(str, READABLE_VERSIONS))}"
         )
     files, identity = manifest.get("files"), manifest.get("identity", IRSE_KIND)
     if not isinstance(files, dict) or not isinstance(identity, str) or not all(
-            isinstance(entry, dict) and isinstance(entry.get("sha256"), str) for entry in files.values()):
-        raise CheckpointError(f"{path} is damaged: it needs 'files' (each with a 'sha256') and an 'identity' name; "
-                              f"write the folder again with `mfs-fast convert` or `mfs-fast train --export-only`")
+            isinstance(entry, dict) and (_is_shard_list(entry.get("shards")) if "shards" in entry
+                                         else isinstance(entry.get("sha256"), str)) for entry in files.values()):
+        raise CheckpointError(f"{path} is damaged: it needs 'files' (each with a 'sha256', or 'shards' each with a "
+                              f"plain 'file' name and a 'sha256') and an 'identity' name; write the folder again "
+                              f"with `mfs-fast convert` or `mfs-fast train --export-only`")
     return manifest
+
+
+def _is_shard_list(shards) -> bool:
+    """A manifest's shard list: non-empty, each a plain file name in the folder and a sha256."""
+    return isinstance(shards, list) and bool(shards) and all(
+        isinstance(shard, dict) and isinstance(shard.get("sha256"), str) and isinstance(shard.get("file"), str)
+        and shard["file"] == Path(shard["file"]).name and shard["file"] not in ("", ".", "..", MANIFEST)
+        for shard in shards)
 
 
 def _atomic_write(path: Path, write) -> None:
