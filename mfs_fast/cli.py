@@ -341,12 +341,34 @@ def _cmd_weights(args: argparse.Namespace) -> None:
         print(f"removed {args.name!r} ({store.remove_weights(args.name)})")
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from .train import StudentTrainer, load_config, train
 
+    if args.pack_cache:
+        from .train.cache_pack import pack_cache
+
+        source, destination = args.pack_cache
+        report = pack_cache(source, destination, int(args.pack_max_mb * 1e6), args.pack_pixel_upscale)
+        print(f"packed {report.faces} faces ({report.soft_faces} identity-only at half size, without meshes) into "
+              f"{report.path}: {report.bytes / 1e6:.2f} MB, {report.codec} quality {report.quality}, "
+              f"{report.hull_masks} masks as hulls, mesh points within {report.max_point_error:.4f} px")
+        return
+    if not args.config:
+        raise MfsError("mfs-fast train needs --config FILE (or --pack-cache SRC DST)")
     # --output is a path typed on the command line: relative to here, not to the config file
     output = str(Path(args.output).resolve()) if args.output else None
-    config = load_config(args.config, {"steps": args.steps, "output": output, "device": args.device})
+    config = load_config(args.config, {"steps": args.steps, "output": output, "device": args.device,
+                                       "max_minutes": args.max_minutes})
     if args.export_only:
         if config.kind != "student":
             raise MfsError("--export-only applies to kind = \"student\" configs")
@@ -358,22 +380,25 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(f"trained: {train(config)}")
 
 
+def _print_report(title: str, report: list[tuple[str, bool, str]]) -> None:
+    """One registry, as doctor prints every one: name, usable or not, the reason or what it needs."""
+    print(title)
+    for name, usable, reason in report:
+        print(f"  {name:<12} {'usable' if usable else 'unusable':<9} {reason}")
+
+
 def _cmd_doctor(args: argparse.Namespace) -> None:
     from . import native
     from .backends import DEFAULT_BACKEND, DEFAULT_PREFERENCE, backend_report
-    from .face.detectors import describe_detectors
+    from .face.detectors import detector_report
 
-    print("IDN backends (preference order):")
     report = backend_report(DEFAULT_PREFERENCE)
-    for name, usable, reason in report:
-        print(f"  {name:<12} {'usable' if usable else 'unusable':<9} {reason}")
+    _print_report("IDN backends (preference order):", report)
     first = next((name for name, usable, _ in report if usable), None)
     print(f"Swapper default: first usable of {', '.join(DEFAULT_BACKEND)} (fastest measured on the reference CPU; compare with "
           f"`mfs-fast bench`); the first usable in the list above: {first}")
     print(f"C++ core: {'built' if native.AVAILABLE else native.IMPORT_ERROR}")
-    print("face detectors (--detector):")
-    for name, needs in describe_detectors().items():
-        print(f"  {name:<12} {needs}")
+    _print_report("face detectors (--detector):", detector_report())
 
 
 def _add_swapper_options(p: argparse.ArgumentParser) -> None:
@@ -523,11 +548,21 @@ def build_parser() -> argparse.ArgumentParser:
         a.set_defaults(run=_cmd_weights)
 
     p = sub.add_parser("train", help="train the student (or the quality regressor Q) from a TOML config")
-    p.add_argument("--config", required=True, help="TOML file (see configs/ and mfs_fast/train/config.py)")
+    p.add_argument("--config", help="TOML file (see configs/ and mfs_fast/train/config.py)")
     p.add_argument("--steps", type=_positive_int, help="override the config's steps (a run resumes from its checkpoint)")
     p.add_argument("--output", help="override the config's output folder (relative to the current directory)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the config's device")
     p.add_argument("--export-only", action="store_true", help="write weights from the last checkpoint and stop")
+    p.add_argument("--max-minutes", type=_non_negative_float,
+                   help="override the config's max_minutes: stop after this many minutes of steps, then export")
+    p.add_argument("--pack-cache", nargs=2, metavar=("SRC", "DST"),
+                   help="pack the cache folder SRC into the file DST to carry to a GPU machine, and stop "
+                        "(mfs_fast/train/cache_pack.py; unpack there with python -m mfs_fast.train.cache_pack)")
+    p.add_argument("--pack-max-mb", type=_non_negative_float, default=35.0,
+                   help="--pack-cache: the largest pack in MB; the crops' quality is fitted to it (default 35)")
+    p.add_argument("--pack-pixel-upscale", type=_non_negative_float, default=0.0,
+                   help="--pack-cache: crops upscaled more than this (never pixel targets) at half size and "
+                        "without mesh points; the config's max_pixel_upscale (default 0: keep all)")
     p.set_defaults(run=_cmd_train)
 
     p = sub.add_parser("doctor", help="which backends, detectors and native parts work on this machine")

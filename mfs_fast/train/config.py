@@ -73,6 +73,13 @@ class TrainConfig:
     checkpoint_every: int = 200
     snapshot_every: int = 0  # save probe outputs for training Q later (0: never)
     export_storage: str = "fp32"  # weights written at the end: fp32 | fp16 | int8
+    # stop after this many minutes of training steps (0: no limit), then checkpoint and export as at
+    # the last step: a lent GPU machine is held for minutes, not for a step count
+    max_minutes: float = 0.0
+    # use `cache` as it is, without the data folders and without checking it against them: on a
+    # machine that has an unpacked `mfs-fast train --pack-cache` copy but not the photos (the
+    # cache key lists the data's file paths, which exist only where the cache was built)
+    prebuilt_cache: bool = False
 
     def resolve(self, base: Path) -> "TrainConfig":
         """Make the path fields absolute relative to ``base`` (the config file's folder)."""
@@ -92,13 +99,18 @@ class TrainConfig:
     def check(self) -> "TrainConfig":
         if self.kind not in KINDS:
             raise MfsError(f"config: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if self.kind == "student" and not self.data:
+        if self.kind == "student" and not self.data and not self.prebuilt_cache:
             raise MfsError("config: data must name at least one folder of face photos or videos")
         if self.kind == "quality" and not self.snapshots:
             raise MfsError("config: kind = \"quality\" needs snapshots = FOLDER (written by a teacher run's snapshot_every)")
-        for folder in self.data:
+        for folder in self.data if not self.prebuilt_cache else ():  # a prebuilt cache needs no photos
             if not Path(folder).is_dir():
                 raise MfsError(f"config: data folder not found: {folder}")
+        if self.prebuilt_cache and not (Path(self.cache) / "index.json").is_file():
+            raise MfsError(f"config: prebuilt_cache = true but {self.cache} holds no index.json (unpack a "
+                           f"`mfs-fast train --pack-cache` file there first)")
+        if self.max_minutes < 0:
+            raise MfsError("config: max_minutes must be >= 0 (0: no time limit)")
         if self.steps < 1 or self.sources_per_step < 1 or self.targets_per_source < 1:
             raise MfsError("config: steps, sources_per_step and targets_per_source must be >= 1")
         if not 0 <= self.same_image_share + self.same_identity_share <= 1:

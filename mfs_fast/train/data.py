@@ -59,6 +59,7 @@ def is_held_out(path: Path, identity: str, holdout: list[str]) -> bool:
 class CacheInfo:
     folder: Path
     entries: list[dict]
+    packed: dict | None = None  # index.json's "packed" (an unpacked --pack-cache copy): what it keeps
 
 
 def _frames_of(path: Path, stride: int, limit: int):
@@ -95,7 +96,7 @@ def build_cache(folders: list[str], cache: str | Path, size: int = 224, holdout:
     if index_path.is_file():
         index = json.loads(index_path.read_text())
         if index.get("key") == key:
-            return CacheInfo(folder, index["entries"])
+            return CacheInfo(folder, index["entries"], index.get("packed"))
     folder.mkdir(parents=True, exist_ok=True)
     identities = _manifest_identities(folders)
     detector, mesh = create_detector("blazeface"), FaceMesh()
@@ -122,6 +123,21 @@ def build_cache(folders: list[str], cache: str | Path, size: int = 224, holdout:
     tmp.write_text(json.dumps({"key": key, "size": size, "entries": entries}))
     os.replace(tmp, index_path)
     return CacheInfo(folder, entries)
+
+
+def load_prebuilt_cache(cache: str | Path) -> CacheInfo:
+    """A cache folder as it is (config ``prebuilt_cache``), for a machine without the photos:
+    the key, which lists the data's file paths, is not checked."""
+    folder = Path(cache)
+    try:
+        index = json.loads((folder / "index.json").read_text())
+        entries = index["entries"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MfsError(f"prebuilt cache {folder}: no readable index.json with entries ({e})") from None
+    missing = [name for name in ("crops.bin", "masks.bin", "points.npy") if not (folder / name).is_file()]
+    if missing or not entries:
+        raise MfsError(f"prebuilt cache {folder}: {', '.join(missing) or 'no entries'} missing")
+    return CacheInfo(folder, entries, index.get("packed"))
 
 
 def crop_upscale(matrix: np.ndarray) -> float:
@@ -169,6 +185,11 @@ class FaceCache:
     """Random access to cached crops (RGB float [0, 1]) and face masks, with augmentation."""
 
     def __init__(self, info: CacheInfo, size: int = 224, seed: int = 0, max_pixel_upscale: float = 0.0) -> None:
+        limit = (info.packed or {}).get("mesh_upscale_limit", 0)
+        if limit and not 0 < max_pixel_upscale <= limit:
+            # the pack kept mesh points only where they can reach the teacher (pixel targets)
+            raise MfsError(f"{info.folder} is a packed cache with mesh points only for crops upscaled at most "
+                           f"{limit}x: max_pixel_upscale must lie in (0, {limit}], got {max_pixel_upscale}")
         self.entries = info.entries
         self.crops = np.fromfile(info.folder / "crops.bin", dtype=np.uint8)
         self.masks = np.fromfile(info.folder / "masks.bin", dtype=np.uint8)

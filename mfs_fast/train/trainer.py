@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..errors import MfsError
 from .config import TrainConfig
-from .data import FaceCache, PairSampler, build_cache
+from .data import FaceCache, PairSampler, build_cache, load_prebuilt_cache
 from .discriminator import MultiScaleDiscriminator
 from .losses import (
     ATTRIBUTE_MAP,
@@ -97,8 +97,9 @@ class StudentTrainer:
             from ..identity import create_identity_encoder
 
             self.second_encoder = create_identity_encoder(config.second_identity).to(self.device).eval()
-        info = build_cache(config.data, config.cache, config.size, config.holdout, config.video_stride,
-                           config.video_frames, config.max_faces)
+        info = load_prebuilt_cache(config.cache) if config.prebuilt_cache else build_cache(
+            config.data, config.cache, config.size, config.holdout, config.video_stride, config.video_frames,
+            config.max_faces)
         self.cache = FaceCache(info, config.size, seed=config.seed, max_pixel_upscale=config.max_pixel_upscale)
         self.sampler = PairSampler(self.cache, config.targets_per_source, config.same_image_share,
                                    config.same_identity_share, seed=config.seed,
@@ -404,15 +405,19 @@ class StudentTrainer:
         return folder
 
     def run(self, progress: bool = True) -> Path:
+        """Train to ``steps`` (or until ``max_minutes`` of steps have passed), then checkpoint,
+        write samples and export the weights; returns the weights folder."""
         config = self.config
         log_path = self.output / "log.jsonl"
         start = time.perf_counter()
+        deadline = start + 60 * config.max_minutes if config.max_minutes else math.inf
         bar = tqdm(total=config.steps, initial=self.step, desc="training", unit="step", disable=not progress)
         with log_path.open("a") as log:
             while self.step < config.steps:
                 losses = self.train_step()
                 bar.update(1)
-                if self.step % config.log_every == 0 or self.step == config.steps:
+                out_of_time = time.perf_counter() >= deadline
+                if self.step % config.log_every == 0 or self.step == config.steps or out_of_time:
                     record = {"step": self.step, "seconds": round(time.perf_counter() - start, 2), **losses.values}
                     log.write(json.dumps(record) + "\n")
                     log.flush()
@@ -423,6 +428,10 @@ class StudentTrainer:
                     self.write_snapshot()
                 if config.checkpoint_every and self.step % config.checkpoint_every == 0:
                     self.save_checkpoint()
+                if out_of_time:
+                    bar.write(f"stopping at step {self.step} of {config.steps}: max_minutes = {config.max_minutes:g} "
+                              f"reached ({time.perf_counter() - start:.0f} s)")
+                    break
         bar.close()
         self.save_checkpoint()
         self.write_samples()
