@@ -63,7 +63,7 @@ def cuda_module(emulate: bool):
         import emulate as emu
 
         return emu.load(emu.build())
-    from mfs_fast import cuda_fused
+    from mfs_fast.backends import fused_cuda as cuda_fused
 
     if not cuda_fused.BUILT:
         raise SystemExit(f"gpu_check: {cuda_fused.IMPORT_ERROR}\n(run kernels/cuda/build_here.sh first)")
@@ -233,7 +233,7 @@ def calibrated_models(seed: int, torch_gen):
 def idn_parity(cuda, parity: Parity, rng, models, identities, sizes, batches) -> dict:
     import torch
 
-    from mfs_fast.cuda_fused import CudaFusedIDN
+    from mfs_fast.backends.fused_cuda import CudaFusedIDN
 
     idn = CudaFusedIDN(models, module=cuda)
     a, b = identities
@@ -284,7 +284,7 @@ def stats(values) -> dict:
 
 
 def timings(cuda, models, identity, rng, sizes, batches, warmup, repeats, stage_repeats) -> list[dict]:
-    from mfs_fast.cuda_fused import CudaFusedIDN
+    from mfs_fast.backends.fused_cuda import CudaFusedIDN
 
     idn = CudaFusedIDN(models, module=cuda)
     idn.set_identity(identity)
@@ -398,7 +398,7 @@ def main() -> int:
     models, identities = calibrated_models(seed % 2**31, gen)
     extra = idn_parity(cuda, parity, rng, models, identities, sizes, batches)
     info.update(extra)
-    from mfs_fast.cuda_fused import CudaFusedIDN
+    from mfs_fast.backends.fused_cuda import CudaFusedIDN
 
     try:
         info["sms"] = CudaFusedIDN(models, module=cuda).engine(sizes[0], sizes[0]).multiprocessors

@@ -19,7 +19,7 @@ import torch
 from onnx import numpy_helper
 
 from mfs_fast.backends.onnx_export import IMAGE_INPUT, cached_idn_onnx
-from mfs_fast.fused import FusedIDN
+from mfs_fast.backends.fused import FusedIDN
 from mfs_fast.models import FaceSwapModels
 
 

@@ -18,7 +18,7 @@ import skimage.data
 
 from mfs_fast import Swapper
 from mfs_fast.face.detectors import create_detector
-from mfs_fast.fused import FusedIDN
+from mfs_fast.backends.fused import FusedIDN
 from mfs_fast.models import FaceSwapModels
 
 

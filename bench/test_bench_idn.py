@@ -56,7 +56,7 @@ def test_identity_update_native(benchmark, idn_case):
 def test_fused_pointwise_forms(benchmark, idn_case, threads, form, step):
     """The fused IDN's two pointwise forms: W packed once + s, d per identity (factored) vs a
     W~ packed per identity (modulated): per-frame latency and identity-switch cost."""
-    from mfs_fast.fused import FusedIDN
+    from mfs_fast.backends.fused import FusedIDN
 
     models, weights, _ = idn_case
     fused = FusedIDN(models, threads=threads, pointwise=form)

@@ -87,7 +87,7 @@ def frame_720p_six_faces():
 def test_after_detection_python_vs_core(benchmark, frame_720p, frame_720p_six_faces, threads, count, path):
     """Everything after detection for one 720p frame (align, IDN, paste into a new frame), on the
     fused backend: the Python path (cv2 warp, NumPy/OpenCV paste) vs the C++ pipeline core."""
-    from mfs_fast.fused import FusedIDN
+    from mfs_fast.backends.fused import FusedIDN
 
     frame = frame_720p if count == 1 else frame_720p_six_faces
     models = FaceSwapModels.random(seed=0)

@@ -1,8 +1,9 @@
 """Outputs that appear complete or not at all: a hidden temporary next to the target, renamed onto
 it only when finished, removed on any failure or interrupt.
 
-One home for the temporary-file + ``os.replace`` dance of user-facing outputs (videos; images can
-use it the same way). Why not ``tempfile.mkstemp``: its files are 0600, so the renamed output
+One home for the temporary-file + ``os.replace`` dance of every output written outside the
+training and checkpoint code: videos, images, cached graphs and engines, compiled libraries
+(:class:`PendingFile`, :func:`atomic_path`, :func:`atomic_write`). Why not ``tempfile.mkstemp``: its files are 0600, so the renamed output
 would be unreadable to the group/others whatever the umask says; here the temporary is created
 with mode 0666 and the umask applies, like any new file. Why next to the target: ``os.replace``
 is atomic only within one file system.
@@ -13,7 +14,9 @@ from __future__ import annotations
 import os
 import secrets
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from .errors import MediaError
 
@@ -71,3 +74,20 @@ class PendingFile:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.discard()
+
+
+@contextmanager
+def atomic_path(dst: PathLike, tag: str = "part", error: type[MediaError] = MediaError) -> Iterator[Path]:
+    """A temporary path next to ``dst`` to write by any means; it becomes ``dst`` when the block ends
+    without an exception, and is removed otherwise. ``tag`` ends its name (tools that pick a
+    format by the file's suffix, like TVM's ``export_library``, need the right one)."""
+    with PendingFile(dst, tag, error) as pending:
+        yield pending.path
+        pending.commit()
+
+
+def atomic_write(dst: PathLike, data: bytes | str, error: type[MediaError] = MediaError) -> Path:
+    """Write ``data`` (text as UTF-8) to ``dst`` all at once or not at all; returns ``dst``."""
+    with atomic_path(dst, error=error) as path:
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return Path(dst)

@@ -202,7 +202,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     import json
 
     from .backends import available_backends
-    from .benchmark import benchmark_backends
+    from .backends.benchmark import benchmark_backends
 
     names = args.backend or available_backends()
     timings = benchmark_backends(names, size=args.size, batch=args.batch, threads=tuple(args.threads),

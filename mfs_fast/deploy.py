@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import atomic_path, atomic_write
 from .errors import MfsError
 from .targets import ANDROID_API, NamedTarget
 
@@ -71,12 +72,6 @@ def ndk_link_command(compiler: str, objects: list[str], output: str) -> list[str
 
 def _manifest_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.manifest.json")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _sha256(path: Path) -> str:
@@ -150,13 +145,11 @@ def link_android(archive: Path, output: Path, compiler: Path | str) -> list[str]
     with tempfile.TemporaryDirectory(prefix="mfs-ndk-") as tmp, tarfile.open(archive) as tar:
         tar.extractall(tmp, filter="data")
         objects = sorted(str(p) for p in Path(tmp).iterdir() if p.suffix == ".o")
-        partial = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-        command = ndk_link_command(str(compiler), objects, str(partial))
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            partial.unlink(missing_ok=True)
-            raise MfsError(f"NDK link failed ({shlex.join(command)}):\n{result.stdout}{result.stderr}")
-        os.replace(partial, output)
+        with atomic_path(output) as partial:
+            command = ndk_link_command(str(compiler), objects, str(partial))
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise MfsError(f"NDK link failed ({shlex.join(command)}):\n{result.stdout}{result.stderr}")
         return command
 
 
@@ -173,7 +166,7 @@ def compile_artefact(named: NamedTarget, models, output: Path, shape: tuple[int,
     source = _opencl_source(executable)
     if source is not None:  # kept beside the library for reading / offline compile checks
         artefact.opencl_source = output.with_name(f"{output.stem}.cl")
-        _write_atomically(artefact.opencl_source, source.encode())
+        atomic_write(artefact.opencl_source, source.encode())
         files["opencl_source"] = {"path": artefact.opencl_source.name, "sha256": _sha256(artefact.opencl_source)}
     if named.artefact == "android":
         archive = export_atomically(executable, output.with_name(f"{output.stem}.tar"))
@@ -192,7 +185,7 @@ def compile_artefact(named: NamedTarget, models, output: Path, shape: tuple[int,
     if artefact.library is not None:
         files["library"] = {"path": artefact.library.name, "sha256": _sha256(artefact.library)}
     data = manifest(named, backend, shape, weights, files)
-    _write_atomically(artefact.manifest, (json.dumps(data, indent=1) + "\n").encode())
+    atomic_write(artefact.manifest, (json.dumps(data, indent=1) + "\n").encode())
     return artefact
 
 

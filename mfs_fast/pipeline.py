@@ -3,7 +3,7 @@
 Identity work (identity net + IIN) runs once per source in ``set_source``; each frame then
 costs detection (or tracking), one batched IDN call for all its faces, and paste-back. With the
 ``fused`` backend and the C++ extension built, alignment, IDN and paste-back of a frame are one
-call into the pipeline core (:mod:`mfs_fast.core`); ``core=False`` keeps the Python path.
+call into the pipeline core (:mod:`mfs_fast.backends.pipeline_core`); ``core=False`` keeps the Python path.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from . import native
-from .backends import DEFAULT_BACKEND, Backend, create_backend
+from .backends import DEFAULT_BACKEND, Backend, NativeEngine, create_backend
 from .checkpoints import load_weights
 from .errors import ImageError, MfsError, NoFaceError
 from .face import Face, FaceDetector, FaceTracker, align_face, paste_back
@@ -73,7 +73,7 @@ class Swapper:
     ``identity_encoder`` embeddings (default ``"dlib"``, offline; ``"arcface"`` uses the loaded
     weights' identity net; or an :class:`~mfs_fast.identity.IdentityEncoder`) >= ``similarity``
     (default: the encoder's own threshold). ``core``: run align -> IDN -> paste of each frame
-    in the C++ pipeline core (:mod:`mfs_fast.core`): ``None`` (default) when it can (``fused``
+    in the C++ pipeline core (:mod:`mfs_fast.backends.pipeline_core`): ``None`` (default) when it can (``fused``
     backend, extension built), ``True`` to require it, ``False`` for the Python path;
     ``swapper.core`` is the core in use (set it to ``None`` to switch to the Python path).
 
@@ -129,17 +129,15 @@ class Swapper:
         self.set_source(source)
 
     def _pipeline_core(self, wanted: bool | None):
-        """The C++ pipeline core on this swapper's fused backend, when it can run here."""
+        """The C++ pipeline core on this swapper's backend, when it has a native engine and can run here."""
         if wanted is False:
             return None
-        from .fused import FusedIDN
-
         if not native.AVAILABLE:
             reason = native.IMPORT_ERROR
-        elif not isinstance(self.backend, FusedIDN):
+        elif not isinstance(self.backend, NativeEngine):
             reason = f"it runs on the 'fused' backend, not {getattr(self.backend, 'name', type(self.backend).__name__)!r}"
         else:
-            from .core import PipelineCore
+            from .backends.pipeline_core import PipelineCore
 
             return PipelineCore(self.backend, self.size)
         if wanted:

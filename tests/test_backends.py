@@ -66,9 +66,9 @@ def test_run_before_identity_is_an_error(official_models):
 
 @pytest.mark.skipif("tensorrt" in available_backends(), reason="needs 'tensorrt' unusable, and it works here")
 def test_preference_list_falls_back_with_a_logged_reason(official_models, caplog, monkeypatch):
-    from mfs_fast.backends import base
+    from mfs_fast.backends import _factory
 
-    monkeypatch.setattr(base, "_LOGGED", set())
+    monkeypatch.setattr(_factory, "_LOGGED", set())
     with caplog.at_level(logging.INFO, logger="mfs_fast.backends"):
         backend = create_backend(["tensorrt", "onnxruntime", "torch"], official_models)
     assert backend.name == "onnxruntime"
@@ -101,7 +101,7 @@ def test_swapper_on_onnxruntime_matches_torch(official_models):
 
 
 def test_auto_picks_the_fastest_and_caches_the_measurement(official_models, tmp_path, monkeypatch):
-    from mfs_fast import benchmark
+    from mfs_fast.backends import benchmark
     from mfs_fast.backends import auto
 
     monkeypatch.setenv("MFS_FAST_CACHE", str(tmp_path))

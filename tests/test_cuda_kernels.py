@@ -1,4 +1,4 @@
-"""The CUDA kernels (mfs_fast._cuda, kernels/cuda/, mfs_fast.cuda_fused) against the PyTorch reference.
+"""The CUDA kernels (mfs_fast._cuda, kernels/cuda/, mfs_fast.backends.fused_cuda) against the PyTorch reference.
 
 * Build and no-GPU behaviour: where nvcc is on PATH the module must have been built and must
   import (CI has nvcc; skipped only without nvcc); without a GPU it reports 0 devices and why,
@@ -30,8 +30,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mfs_fast import cuda_fused
-from mfs_fast.cuda_fused import CudaFusedIDN, CudaUnavailableError
+from mfs_fast.backends import fused_cuda as cuda_fused
+from mfs_fast.backends.fused_cuda import CudaFusedIDN, CudaUnavailableError
 from test_fused_kernels import (  # noqa: F401  (idn_setup: the CPU tests' module fixture, reused as is)
     ENCODER_CASES,
     UPSAMPLE_CASES,
@@ -132,7 +132,7 @@ def test_no_gpu_is_reported_not_raised(idn_setup):
 def test_without_the_module_the_error_says_not_built():
     code = (
         "import sys; sys.modules['mfs_fast._cuda'] = None\n"
-        "from mfs_fast import cuda_fused\n"
+        "from mfs_fast.backends import fused_cuda as cuda_fused\n"
         "assert not cuda_fused.BUILT\n"
         "try:\n"
         "    cuda_fused.CudaFusedIDN(None)  # models are never touched\n"
@@ -246,8 +246,8 @@ def test_output_head_and_blend(impl, h, w, rng):
 
 
 def test_mask_head_blocks(impl, idn_setup, rng):
-    """The five fusion-mask blocks exactly as the IDN folds them (mfs_fast.fused.head_weights), chained."""
-    from mfs_fast.fused import head_weights
+    """The five fusion-mask blocks exactly as the IDN folds them (mfs_fast.backends.fused.head_weights), chained."""
+    from mfs_fast.backends.fused import head_weights
 
     models = idn_setup[0]
     heads = head_weights(models)
@@ -424,7 +424,7 @@ def test_backend_contract(impl, idn_setup):
 
 def test_not_mistaken_for_the_cpu_engine(impl, idn_setup):
     """Code that finds a FusedIDN hands its CPU engine to the C++ pipeline core: this is not one."""
-    from mfs_fast.fused import FusedIDN
+    from mfs_fast.backends.fused import FusedIDN
 
     idn = CudaFusedIDN(idn_setup[0], module=impl)
     assert not isinstance(idn, FusedIDN) and not hasattr(idn, "native_engine")
@@ -436,7 +436,7 @@ def test_registered_as_the_fused_cuda_backend(seed):
     silently under ``strict``."""
     import torch
 
-    from mfs_fast import cuda_fused
+    from mfs_fast.backends import fused_cuda as cuda_fused
     from mfs_fast.backends import BackendUnavailable, backend_report, create_backend
     from mfs_fast.models import FaceSwapModels
 

@@ -1,4 +1,4 @@
-"""The fused C++ IDN kernels (mfs_fast._native, mfs_fast.fused) against the PyTorch reference.
+"""The fused C++ IDN kernels (mfs_fast._native, mfs_fast.backends.fused) against the PyTorch reference.
 
 Every block alone and the whole IDN, on fresh random inputs and identities (seeded from the
 session seed), for 1-3 threads, both pointwise forms (factored W with s/d, modulated W~),
@@ -191,7 +191,7 @@ def scaled_identity(models: FaceSwapModels, gen: torch.Generator) -> IdentityWei
 @pytest.fixture(scope="module")
 def idn_setup(seed):
     """Conditioned models, two identities and reference outputs per (size, batch), computed once."""
-    from mfs_fast.fused import FusedIDN  # noqa: F401  (import errors show here, not in every test)
+    from mfs_fast.backends.fused import FusedIDN  # noqa: F401  (import errors show here, not in every test)
 
     models = conditioned_models(seed % 2**31)
     gen = torch.Generator().manual_seed(seed % 2**31 + 1)
@@ -225,7 +225,7 @@ def test_reference_outputs_are_discriminative(idn_setup):
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("size,batch", [(224, 1), (224, 3), (256, 1), (256, 3)])
 def test_whole_idn_matches_torch(isa, form, size, batch, idn_setup):
-    from mfs_fast.fused import FusedIDN
+    from mfs_fast.backends.fused import FusedIDN
 
     models, identities, references = idn_setup
     images, result, mask = references[size, batch]
@@ -263,14 +263,14 @@ def check_identity_switch_a_b_a(idn, idn_setup) -> None:
 
 @pytest.mark.parametrize("form", FORMS)
 def test_identity_switch_a_b_a(form, idn_setup):
-    from mfs_fast.fused import FusedIDN
+    from mfs_fast.backends.fused import FusedIDN
 
     check_identity_switch_a_b_a(FusedIDN(idn_setup[0], threads=2, pointwise=form), idn_setup)
 
 
 def test_identity_from_the_iin(idn_setup):
     """An identity as the IIN makes it (tiny, collapsing kernels): still within tolerance."""
-    from mfs_fast.fused import FusedIDN
+    from mfs_fast.backends.fused import FusedIDN
 
     models, _, references = idn_setup
     identity = models.identity_weights(torch.randn(1, 3, 112, 112))
@@ -287,7 +287,7 @@ def test_identity_from_the_iin(idn_setup):
 def test_identity_from_another_iin_repacks_its_base(idn_setup, seed):
     """The factored form packs the models' base W once; an identity modulated from other base
     kernels must still give the right result (those layers are repacked)."""
-    from mfs_fast.fused import FusedIDN
+    from mfs_fast.backends.fused import FusedIDN
 
     models, identities, references = idn_setup
     other = conditioned_models(seed % 2**31 + 3)
@@ -303,7 +303,7 @@ def test_identity_from_another_iin_repacks_its_base(idn_setup, seed):
 
 
 def test_new_input_size_gets_the_current_identity(idn_setup):
-    from mfs_fast.fused import FusedIDN
+    from mfs_fast.backends.fused import FusedIDN
 
     models, identities, references = idn_setup
     fused = FusedIDN(models, threads=2)
@@ -318,7 +318,7 @@ def test_new_input_size_gets_the_current_identity(idn_setup):
 @pytest.fixture(scope="module")
 def engine(idn_setup):
     """A native FusedIDN (224) with an identity, as the binding sees it."""
-    from mfs_fast.fused import FusedIDN
+    from mfs_fast.backends.fused import FusedIDN
 
     models, identities, _ = idn_setup
     fused = FusedIDN(models, threads=1)
@@ -364,7 +364,7 @@ def test_run_rejects_bad_outputs_and_threads(engine):
 
 
 def test_sides_must_be_multiples_of_32(idn_setup):
-    from mfs_fast.fused import FusedIDN, head_weights
+    from mfs_fast.backends.fused import FusedIDN, head_weights
 
     models, identities, _ = idn_setup
     with pytest.raises(ValueError, match="multiples of 32"):
@@ -376,7 +376,7 @@ def test_sides_must_be_multiples_of_32(idn_setup):
 
 
 def test_identity_arrays_are_checked(idn_setup):
-    from mfs_fast.fused import head_weights
+    from mfs_fast.backends.fused import head_weights
 
     models, identities, _ = idn_setup
     engine = nat.FusedIDN(224, 224, head_weights(models))  # no bases: modulated form only
@@ -445,7 +445,7 @@ def test_fused_without_extension_raises_cleanly():
     code = (
         "import sys; sys.modules['mfs_fast._native'] = None\n"
         "import mfs_fast\n"
-        "from mfs_fast.fused import FusedIDN\n"
+        "from mfs_fast.backends.fused import FusedIDN\n"
         "try:\n"
         "    FusedIDN(None)  # models are never touched\n"
         "except mfs_fast.NativeUnavailableError as e:\n"
@@ -476,7 +476,7 @@ def test_thread_pool_survives_fork(rng):
 def test_wrapper_follows_the_backend_contract(idn_setup):
     from mfs_fast.backends.base import Backend
     from mfs_fast.errors import MfsError
-    from mfs_fast.fused import FusedIDN
+    from mfs_fast.backends.fused import FusedIDN
 
     models, identities, references = idn_setup
     fused = FusedIDN(models, threads=1)
@@ -497,7 +497,7 @@ def test_wrapper_follows_the_backend_contract(idn_setup):
 def test_set_identity_touches_only_per_identity_buffers(idn_setup):
     """Factored form: switching identity leaves every packed base W where it was and as it was
     (never repacked, never moved), and hands the engine O(C) floats per layer, not O(C^2)."""
-    from mfs_fast.fused import FusedIDN
+    from mfs_fast.backends.fused import FusedIDN
 
     models, (a, b), references = idn_setup
     images = references[224, 1][0]

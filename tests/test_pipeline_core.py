@@ -162,8 +162,8 @@ def test_core_selection(official_models, detector, astronaut):
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_each_kernel_set_matches(official_models, astronaut, landmarks, isa):
-    from mfs_fast.core import PipelineCore
-    from mfs_fast.fused import FusedIDN
+    from mfs_fast.backends.pipeline_core import PipelineCore
+    from mfs_fast.backends.fused import FusedIDN
 
     core = PipelineCore(FusedIDN(official_models, threads=2, isa=isa))
     swapper = Swapper(astronaut, official_models, backend=core.idn, detector=create_detector("blazeface"))

@@ -15,8 +15,10 @@ from pathlib import Path
 import torch
 
 from .._version import __version__
-from .base import available_backends
-from .onnx_export import cache_dir
+from ..atomic import atomic_write
+from . import benchmark
+from ._cache import cache_dir
+from ._registry import available_backends
 
 log = logging.getLogger("mfs_fast.backends")
 
@@ -49,8 +51,6 @@ def cache_key(names: list[str], threads: int) -> str:
 
 def fastest_backend(threads: int | None = None, rounds: int = 15) -> str:
     """Name of the fastest usable backend (IDN, batch 1, 224), from the cache when measured before."""
-    from ..benchmark import benchmark_backends
-
     names = available_backends()
     if len(names) == 1:
         return names[0]
@@ -63,13 +63,10 @@ def fastest_backend(threads: int | None = None, rounds: int = 15) -> str:
         cached = {}
     if key in cached:
         return cached[key]["backend"]
-    timings = benchmark_backends(names, threads=(threads,), rounds=rounds)
+    timings = benchmark.benchmark_backends(names, threads=(threads,), rounds=rounds)
     best = min(timings, key=lambda t: t.median_ms)
     medians = {t.backend: round(t.median_ms, 2) for t in timings}
     log.info("backend auto: measured %s ms (median, IDN batch 1, 224); using %s", medians, best.backend)
     cached[key] = {"backend": best.backend, "median_ms": medians}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cached, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(cached, indent=1))
     return best.backend

@@ -8,9 +8,6 @@ are cached on disk, keyed by a hash of the fixed weights, the opset and this pac
 from __future__ import annotations
 
 import copy
-import hashlib
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,10 +15,10 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from .._version import __version__
+from ..atomic import atomic_path
 from ..models import IDN, idn_layer_shapes
+from ._cache import OPSET, cache_dir, model_hash
 
-OPSET = 17
 IMAGE_INPUT = "image"
 OUTPUTS = ("faces", "masks")
 
@@ -49,18 +46,6 @@ class _KernelsAsInputs(nn.Module):
         return self.idn(image, weights)
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("MFS_FAST_CACHE", Path.home() / ".cache" / "mfs_fast"))
-
-
-def model_hash(idn: IDN) -> str:
-    digest = hashlib.sha256(f"{__version__}|opset{OPSET}".encode())
-    for key, value in sorted(idn.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def export_idn(idn: IDN, path: Path) -> Path:
     """Write the kernels-as-inputs ONNX graph to ``path`` (atomically)."""
     shapes = idn_layer_shapes()
@@ -68,22 +53,14 @@ def export_idn(idn: IDN, path: Path) -> Path:
     image = torch.rand(1, 3, 224, 224)
     dynamic = {IMAGE_INPUT: {0: "batch", 2: "height", 3: "width"}}
     dynamic.update({name: {0: "batch", 2: "height", 3: "width"} for name in OUTPUTS})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # tracer notes on the input-shape checks
-            # a private eval-mode copy: the exporter restores the exported module's train/eval
-            # mode afterwards, which must never reach the caller's IDN
-            wrapper = _KernelsAsInputs(copy.deepcopy(idn)).eval()
-            torch.onnx.export(wrapper, (image, *kernels), tmp, opset_version=OPSET,
-                              input_names=[IMAGE_INPUT, *shapes], output_names=list(OUTPUTS),
-                              dynamic_axes=dynamic, dynamo=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer notes on the input-shape checks
+        # a private eval-mode copy: the exporter restores the exported module's train/eval
+        # mode afterwards, which must never reach the caller's IDN
+        wrapper = _KernelsAsInputs(copy.deepcopy(idn)).eval()
+        torch.onnx.export(wrapper, (image, *kernels), str(tmp), opset_version=OPSET,
+                          input_names=[IMAGE_INPUT, *shapes], output_names=list(OUTPUTS),
+                          dynamic_axes=dynamic, dynamo=False)
     return path
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..models import FaceSwapModels, IdentityWeights, idn_layer_shapes
-from .base import checked_batch, register_backend
+from ._registry import register_backend
+from .base import checked_batch
 from .onnx_export import IMAGE_INPUT, OUTPUTS, cached_idn_onnx
 
 

@@ -37,16 +37,18 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import MfsError
 from ..models import FaceSwapModels, IdentityWeights, idn_layer_shapes
-from .base import checked_batch, register_backend
-from .onnx_export import IMAGE_INPUT, OUTPUTS, cache_dir, model_hash
+from ._cache import cache_dir, model_hash
+from ._registry import register_backend
+from .base import checked_batch
+from .onnx_export import IMAGE_INPUT, OUTPUTS
 from .tensorrt_export import cached_refit_onnx, refittable_weight_names
 
 log = logging.getLogger("mfs_fast.backends")
@@ -300,10 +302,7 @@ class TensorRTBackend:
         data, self.refit_mode = build_serialized_engine(self.trt, self.onnx_path, self.precision, self.sides,
                                                         self.max_batch, self.refit_mode, self._logger)
         TensorRTBackend.builds += 1
-        self.engine_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.engine_path.with_name(f".{self.engine_path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, self.engine_path)
+        atomic_write(self.engine_path, data)
         engine = self._runtime.deserialize_cuda_engine(data)
         if engine is None:
             raise MfsError("TensorRT could not load the engine it has just built")

@@ -20,15 +20,15 @@ placeholders (deterministic noise): TensorRT needs values to build, the engine n
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import MfsError
 from ..models import IDN, idn_layer_shapes
-from .onnx_export import IMAGE_INPUT, OUTPUTS, cache_dir, cached_idn_onnx, model_hash
+from ._cache import cache_dir, model_hash
+from .onnx_export import IMAGE_INPUT, OUTPUTS, cached_idn_onnx
 
 PLACEHOLDER_SEED = 0
 
@@ -107,15 +107,8 @@ def export_refit_onnx(idn: IDN, path: Path) -> Path:
     model = kernels_to_initializers(onnx.load(str(cached_idn_onnx(idn))))
     onnx.checker.check_model(model)
     check_refittable_graph(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
     return path
 
 

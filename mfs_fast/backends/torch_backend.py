@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from ..models import FaceSwapModels, IdentityWeights
-from .base import checked_batch, register_backend
+from ._registry import register_backend
+from .base import checked_batch
 
 
 @register_backend("torch")

@@ -22,10 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import MfsError
 from ..models import FaceSwapModels, IdentityWeights, idn_layer_shapes
-from .base import checked_batch, register_backend
-from .onnx_export import IMAGE_INPUT, cache_dir, cached_idn_onnx, model_hash
+from ._cache import cache_dir, model_hash
+from ._registry import register_backend
+from .base import checked_batch
+from .onnx_export import IMAGE_INPUT, cached_idn_onnx
 from .tvm_kernels import replace_upsamples
 from .tvm_tuning import apply_tuning, log_hash, lower_for_tuning
 
@@ -104,13 +107,8 @@ def is_cpu_target(target: dict) -> bool:
 
 def export_atomically(executable, path: Path, fcompile=None) -> Path:
     """Export a TVM executable to ``path`` via a temporary file, so no reader sees half a library."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix or '.so'}")
-    try:
+    with atomic_path(path, tag=path.suffix.lstrip(".") or "so") as tmp:  # TVM picks the format by suffix
         executable.export_library(str(tmp), **({"fcompile": fcompile} if fcompile else {}))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

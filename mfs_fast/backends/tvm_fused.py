@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import native
-from ..fused import default_threads
 from ..models import FaceSwapModels
-from .base import register_backend
+from ._registry import register_backend
+from .fused import default_threads
 from .tvm_backend import TVMBackend, is_cpu_target
 from .tvm_backend import _probe as _tvm_probe
 

@@ -1,31 +1,30 @@
-"""The IDN on mfs_fast's own fused C++ kernels (issue #5, CPU).
+"""What the CPU and CUDA fused engines share: the folded heads, and the identity hand-over.
 
-:class:`FusedIDN` follows the backend contract (``set_identity``, ``run``; see
-:mod:`mfs_fast.backends.base`) so it can be registered as a backend. It is built once from a
+Both :class:`~mfs_fast.backends.fused.FusedIDN` (C++ kernels) and
+:class:`~mfs_fast.backends.fused_cuda.CudaFusedIDN` (CUDA kernels) are built once from a
 :class:`FaceSwapModels`: the fixed heads are read from ``models.idn`` with every BatchNorm
 folded into its conv, and the nine base pointwise kernels ``W`` from ``models.iin``, packed
-once in C++. A new identity then only hands over O(C) data per layer:
+once by the engine. A new identity then only hands over O(C) data per layer:
 
 * ``pointwise="factored"`` (default): depthwise kernels and the modulation vectors
   ``s`` (scale) and ``d`` (demod) of :class:`PointwiseModulation`;
   ``y[o] = d[o] * sum_i W[o, i] * s[i] * x[i]`` (``s`` folded into the depthwise kernel);
-* ``pointwise="modulated"``: depthwise kernels and the fused ``W~`` (packed per identity).
+* ``pointwise="modulated"`` (CPU only): depthwise kernels and the fused ``W~`` (packed per identity).
 
-One native engine exists per input size (made on first use); its buffers are reused.
+One native engine exists per input size (made on first use); its buffers are reused. The
+subclasses differ only in how an engine is made (:meth:`FusedEngines._new_engine`) and run
+(:meth:`FusedEngines._run_engine`).
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .errors import MfsError
-from .models import FaceSwapModels, IdentityWeights
-from .models.identity_weights import PointwiseModulation
-from .native import require_native
+from ..models import FaceSwapModels, IdentityWeights
+from ..models.identity_weights import PointwiseModulation
+from .base import checked_batch
 
 POINTWISE_FORMS = ("factored", "modulated")
 
@@ -46,7 +45,7 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[np.ndarr
 
 
 def head_weights(models: FaceSwapModels) -> dict[str, np.ndarray]:
-    """The IDN's fixed heads as the native FusedIDN takes them (BatchNorm folded)."""
+    """The IDN's fixed heads as the native engines take them (BatchNorm folded)."""
     idn = models.idn
     heads: dict[str, np.ndarray] = {}
     for i in range(5):
@@ -67,33 +66,15 @@ def _modulations(weights: IdentityWeights) -> tuple[PointwiseModulation, ...]:
     return (*weights.encoder_modulation, *weights.decoder_modulation)
 
 
-def default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+class FusedEngines:
+    """The per-size engine cache and the identity hand-over of a fused engine (see the module doc)."""
 
+    name: str
 
-class FusedIDN:
-    """The IDN forward on the fused kernels: ``set_identity(weights)``, then ``run(batch)``.
-
-    ``threads``: worker threads (default: the CPUs this process may use); ``isa``: "auto" (the
-    best kernel set for this CPU; ``MFS_FAST_ISA`` overrides), "avx2", "neon" or "scalar".
-    Raises :class:`NativeUnavailableError` when the C++ extension is not built.
-    """
-
-    name = "fused"
-
-    def __init__(self, models: FaceSwapModels, threads: int | None = None, pointwise: str = "factored",
-                 isa: str = "auto") -> None:
+    def __init__(self, models: FaceSwapModels, pointwise: str = "factored") -> None:
         if pointwise not in POINTWISE_FORMS:
             raise ValueError(f"pointwise must be one of {POINTWISE_FORMS}, got {pointwise!r}")
-        self._native = require_native()
-        self.threads = int(threads) if threads else default_threads()
-        if self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
         self.pointwise = pointwise
-        self.isa = isa
         self._heads = head_weights(models)
         mods = (*models.iin.encoder_modulation, *models.iin.decoder_modulation)
         self._base_params = [m.weight for m in mods]  # to recognise identities made by this IIN
@@ -101,16 +82,14 @@ class FusedIDN:
         self._engines: dict[tuple[int, int], object] = {}
         self._identity: tuple | None = None  # the arrays last given to set_identity, for new sizes
         self._custom_bases: dict[int, np.ndarray] = {}
-        available = self._native.isas()
-        resolved = self._native.default_isa() if isa == "auto" else isa
-        if resolved not in available:
-            raise ValueError(f"isa {isa!r} cannot run here (available: {', '.join(available)})")
-        self.isa = resolved
 
-    def native_engine(self, height: int, width: int | None = None):
-        """The native engine for this input size (made on first use). Identity changes made
-        through :meth:`set_identity` reach it; :mod:`mfs_fast.core` runs on it."""
-        return self._engine(int(height), int(height if width is None else width))
+    def _new_engine(self, height: int, width: int):
+        """A native engine for one input size (the subclass's kernels)."""
+        raise NotImplementedError
+
+    def _run_engine(self, engine, batch: np.ndarray, faces: np.ndarray, masks: np.ndarray) -> None:
+        """Run ``engine`` on ``batch`` into the preallocated ``faces`` and ``masks``."""
+        raise NotImplementedError
 
     def _engine(self, height: int, width: int):
         key = (height, width)
@@ -123,9 +102,6 @@ class FusedIDN:
                 self._apply(engine, self._identity)
             self._engines[key] = engine
         return engine
-
-    def _new_engine(self, height: int, width: int):
-        return self._native.FusedIDN(height, width, self._heads, self._bases, self.isa)
 
     def _apply(self, engine, identity: tuple) -> None:
         if self.pointwise == "factored":
@@ -147,6 +123,7 @@ class FusedIDN:
                 engine.set_base(layer, base)
 
     def set_identity(self, weights: IdentityWeights) -> None:
+        """Install a new identity in every engine made so far (and in later ones): O(C) data per layer."""
         depthwise = [_array(t) for t in (*weights.encoder_depthwise, *weights.decoder_depthwise)]
         if self.pointwise == "factored":
             self._check_bases(weights)
@@ -161,14 +138,10 @@ class FusedIDN:
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Aligned RGB float32 batch N x 3 x S x S in [0, 1] -> (faces N x 3 x S x S, masks N x 1 x S x S)."""
-        if self._identity is None:
-            raise MfsError("backend has no identity yet: call set_identity(weights) first")
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.ndim != 4 or batch.shape[1] != 3:
-            raise MfsError(f"expected an aligned RGB batch N x 3 x S x S, got shape {batch.shape}")
+        batch = checked_batch(batch, self._identity is not None)
         n, _, h, w = batch.shape
         engine = self._engine(h, w)  # ValueError from the binding for sides not multiple of 32
         faces = np.empty((n, 3, h, w), np.float32)
         masks = np.empty((n, 1, h, w), np.float32)
-        engine.run(batch, faces, masks, self.threads)
+        self._run_engine(engine, batch, faces, masks)
         return faces, masks

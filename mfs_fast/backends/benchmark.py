@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .backends import create_backend
-from .models import FaceSwapModels
+from ..models import FaceSwapModels
+from ._registry import BACKENDS
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def benchmark_backends(names: list[str], size: int = 224, batch: int = 1, thread
     models = FaceSwapModels.random(seed)
     weights = models.identity_weights(torch.rand(1, 3, 112, 112))
     image = np.random.default_rng(seed).random((batch, 3, size, size), dtype=np.float32)
-    reference = create_backend("torch", models)
+    reference = BACKENDS.create("torch", models)
     reference.set_identity(weights)
     expected = reference.run(image)[0].copy()
     results = []
@@ -49,7 +49,7 @@ def benchmark_backends(names: list[str], size: int = 224, batch: int = 1, thread
     try:
         for n in threads:
             torch.set_num_threads(n)
-            backends = {name: create_backend(name, models, threads=n) for name in names}
+            backends = {name: BACKENDS.create(name, models, threads=n) for name in names}
             switch = {name: _time(lambda b=b: b.set_identity(weights)) for name, b in backends.items()}
             diffs = {name: float(np.abs(b.run(image)[0] - expected).max()) for name, b in backends.items()}
             samples: dict[str, list[float]] = {name: [] for name in backends}

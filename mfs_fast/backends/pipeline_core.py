@@ -9,35 +9,38 @@ twice, blur, border fade) and blends the faces back in place, inside each face's
 only. It matches :func:`mfs_fast.face.align_face` + IDN + :func:`mfs_fast.face.paste_back` to
 within one level per pixel (kernels/pipeline.hpp says why not always exactly).
 
-It runs on a :class:`mfs_fast.fused.FusedIDN` and shares its native engine: identities set
-through that object (``swapper.set_source`` does) apply here with nothing rebuilt.
-``Swapper`` uses it automatically when its backend is ``fused`` and the extension is built.
+It runs on a backend with the :class:`~mfs_fast.backends.base.NativeEngine` capability (the
+``fused`` backend, :class:`~mfs_fast.backends.fused.FusedIDN`) and shares its native engine:
+identities set through that backend (``swapper.set_source`` does) apply here with nothing rebuilt.
+``Swapper`` uses it automatically when its backend has that capability and the extension is built.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..models import FaceSwapModels, IdentityWeights
+from ..native import require_native
+from .base import NativeEngine
 from .fused import FusedIDN
-from .models import FaceSwapModels, IdentityWeights
-from .native import require_native
 
 
 class PipelineCore:
     """``swap(frame, landmarks=None, matrices=None, out=None)`` on whole BGR frames.
 
-    ``idn``: the :class:`FusedIDN` to run on (shared), or :class:`FaceSwapModels` to make one.
-    ``size``: the aligned crop side (a multiple of 32). ``threads``: default the FusedIDN's.
-    ``isa``: the warp/blend kernels, "auto" (the FusedIDN's kernel set), "avx2" or "scalar".
+    ``idn``: the backend to run on (shared; a :class:`NativeEngine`, e.g. :class:`FusedIDN`), or
+    :class:`FaceSwapModels` to make a :class:`FusedIDN`. ``size``: the aligned crop side (a multiple
+    of 32). ``threads``: default the backend's. ``isa``: the warp/blend kernels, "auto" (the
+    backend's kernel set), "avx2" or "scalar".
     Raises :class:`mfs_fast.NativeUnavailableError` when the C++ extension is not built.
     """
 
-    def __init__(self, idn: FusedIDN | FaceSwapModels, size: int = 224, threads: int | None = None,
+    def __init__(self, idn: NativeEngine | FaceSwapModels, size: int = 224, threads: int | None = None,
                  isa: str = "auto") -> None:
         native = require_native()
         if isinstance(idn, FaceSwapModels):
             idn = FusedIDN(idn, threads=threads, isa=isa)
-        if not isinstance(idn, FusedIDN):
+        if not isinstance(idn, NativeEngine):
             raise TypeError(f"idn must be a FusedIDN or FaceSwapModels, got {type(idn).__name__}")
         self.idn = idn
         self.size = int(size)
@@ -52,7 +55,7 @@ class PipelineCore:
         return self._core.isa
 
     def set_identity(self, weights: IdentityWeights) -> None:
-        """New source identity (the shared FusedIDN's ``set_identity``: O(C) data per layer)."""
+        """New source identity (the shared backend's ``set_identity``: O(C) data per layer)."""
         self.idn.set_identity(weights)
 
     def swap(self, frame: np.ndarray, landmarks: np.ndarray | None = None, matrices: np.ndarray | None = None,

@@ -1,0 +1,71 @@
+"""The ``fused`` backend: the IDN on mfs_fast's own fused C++ kernels (issue #5, CPU).
+
+:class:`FusedIDN` follows the backend contract (``set_identity``, ``run``; see
+:mod:`mfs_fast.backends.base`); what it shares with the CUDA engine (folded heads, identity
+hand-over, one engine per input size) is :class:`~mfs_fast.backends.fused_base.FusedEngines`.
+It is the one backend with a native CPU engine (:meth:`FusedIDN.native_engine`), so the C++
+pipeline core (:mod:`mfs_fast.backends.pipeline_core`) can run whole frames on it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .. import native
+from ..models import FaceSwapModels
+from ..native import require_native
+from ._registry import register_backend
+from .fused_base import POINTWISE_FORMS, FusedEngines, fold_batchnorm, head_weights
+
+__all__ = ["POINTWISE_FORMS", "FusedIDN", "default_threads", "fold_batchnorm", "head_weights"]
+
+
+def default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _probe() -> str | None:
+    return None if native.AVAILABLE else native.IMPORT_ERROR
+
+
+@register_backend("fused", probe=_probe)
+class FusedIDN(FusedEngines):
+    """The IDN forward on the fused kernels: ``set_identity(weights)``, then ``run(batch)``.
+
+    ``threads``: worker threads (default: the CPUs this process may use); ``isa``: "auto" (the
+    best kernel set for this CPU; ``MFS_FAST_ISA`` overrides), "avx2", "neon" or "scalar".
+    Raises :class:`NativeUnavailableError` when the C++ extension is not built.
+    """
+
+    name = "fused"
+
+    def __init__(self, models: FaceSwapModels, threads: int | None = None, pointwise: str = "factored",
+                 isa: str = "auto") -> None:
+        if pointwise not in POINTWISE_FORMS:
+            raise ValueError(f"pointwise must be one of {POINTWISE_FORMS}, got {pointwise!r}")
+        self._native = require_native()
+        self.threads = int(threads) if threads else default_threads()
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        super().__init__(models, pointwise)
+        available = self._native.isas()
+        resolved = self._native.default_isa() if isa == "auto" else isa
+        if resolved not in available:
+            raise ValueError(f"isa {isa!r} cannot run here (available: {', '.join(available)})")
+        self.isa = resolved
+
+    def native_engine(self, height: int, width: int | None = None):
+        """The native engine for this input size (made on first use). Identity changes made
+        through :meth:`set_identity` reach it; the pipeline core runs on it."""
+        return self._engine(int(height), int(height if width is None else width))
+
+    def _new_engine(self, height: int, width: int):
+        return self._native.FusedIDN(height, width, self._heads, self._bases, self.isa)
+
+    def _run_engine(self, engine, batch: np.ndarray, faces: np.ndarray, masks: np.ndarray) -> None:
+        engine.run(batch, faces, masks, self.threads)
