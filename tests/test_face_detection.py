@@ -321,7 +321,7 @@ def test_registry_creates_and_lists_detectors():
 def test_registry_accepts_other_detectors(monkeypatch):
     from mfs_fast.face import detectors
 
-    monkeypatch.setattr(detectors, "_REGISTRY", dict(detectors._REGISTRY))
+    monkeypatch.setattr(detectors, "DETECTORS", detectors.DETECTORS.copy())
 
     class Dummy:
         name = "dummy"

@@ -14,40 +14,44 @@ import numpy as np
 
 from ..errors import MfsError
 from ..image_io import check_bgr_image
+from ..registry import Note, Probe, Registry, always_available
 from .blazeface import BlazeFace
 from .scrfd import SCRFDDetector
 from .face_mesh import FaceMesh, Roi, five_points, level_angle, roi_from_detection
 from .types import Face, FaceDetector
 
-__all__ = ["BlazeFaceDetector", "available_detectors", "create_detector", "describe_detectors", "register_detector"]
+__all__ = ["DETECTORS", "BlazeFaceDetector", "available_detectors", "create_detector", "detector_report",
+           "register_detector"]
 
 DetectorFactory = Callable[..., FaceDetector]
-_REGISTRY: dict[str, DetectorFactory] = {}
+DETECTORS: Registry[FaceDetector] = Registry("face detector")
 
 
-def register_detector(name: str, factory: DetectorFactory) -> None:
-    """Make `create_detector(name, **options)` call `factory(**options)` (e.g. an ONNX detector)."""
-    _REGISTRY[name] = factory
+def register_detector(name: str, factory: DetectorFactory, probe: Probe = always_available,
+                      note: Note = "built in") -> None:
+    """Make `create_detector(name, **options)` call `factory(**options)` (e.g. an ONNX detector);
+    ``probe`` says why it cannot run here, ``note`` what ``mfs-fast doctor`` says when it can."""
+    DETECTORS.add(name, factory, probe, note)
 
 
 def available_detectors() -> list[str]:
     """Names create_detector accepts."""
-    return sorted(_REGISTRY)
+    return sorted(DETECTORS.names())
 
 
-def describe_detectors() -> dict[str, str]:
-    """Each registered detector and what it needs to run here (a factory's ``needs()``, if any)."""
-    return {name: getattr(factory, "needs", lambda: "built in")() for name, factory in sorted(_REGISTRY.items())}
+def detector_report() -> list[tuple[str, bool, str]]:
+    """(name, usable, reason or what it needs) for every registered detector, by name."""
+    return sorted(DETECTORS.report())
 
 
 def create_detector(name: str = "blazeface", **options) -> FaceDetector:
     """A new detector by registered name, or from a user-supplied SCRFD ``.onnx`` file path."""
     if str(name).lower().endswith(".onnx"):
         return SCRFDDetector(name, **options)
-    if name not in _REGISTRY:
+    if name not in DETECTORS:
         raise MfsError(f"unknown face detector {name!r}: use one of {', '.join(available_detectors())}, "
                        f"or the path of an SCRFD .onnx file")
-    return _REGISTRY[name](**options)
+    return DETECTORS.create(name, **options)
 
 
 # A ROI around 5 points, fitted to MediaPipe's mesh-based ROI (box around the 468 points,
@@ -151,4 +155,5 @@ class BlazeFaceDetector:
 
 
 register_detector(BlazeFaceDetector.name, BlazeFaceDetector)
-register_detector(SCRFDDetector.name, SCRFDDetector)  # create_detector("scrfd", model_path=...) or $MFS_FAST_SCRFD_MODEL
+# create_detector("scrfd", model_path=...) or $MFS_FAST_SCRFD_MODEL; usable wherever onnxruntime is
+register_detector(SCRFDDetector.name, SCRFDDetector, probe=SCRFDDetector.unavailable_reason, note=SCRFDDetector.needs)

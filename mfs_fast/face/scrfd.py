@@ -9,6 +9,7 @@ Layout handled: 9 outputs (scores, box distances, keypoint offsets for strides 8
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -79,6 +80,11 @@ class SCRFDDetector:
                            f"has {3 * len(STRIDES)} (scores, boxes, keypoints for strides {STRIDES})")
         self.input_name = self.session.get_inputs()[0].name
         self.min_score, self.nms_iou, self.size = min_score, nms_iou, input_size
+
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        """Why no SCRFD file can run here (onnxruntime missing), else None; cheap: nothing is imported."""
+        return None if importlib.util.find_spec("onnxruntime") else "the SCRFD detector needs onnxruntime: pip install onnxruntime"
 
     @staticmethod
     def needs() -> str:
