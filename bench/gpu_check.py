@@ -11,7 +11,7 @@ this machine's Python). On the GPU machine, from the repository root:
    decoder stages writing into concat buffers, the last decoder stage chained to final's 1x1
    conv, the five fusion-mask blocks, the output head + blend), then the whole IDN at every
    size and batch timed below and an identity switch A -> B -> A, on the scaled random models
-   of tests/test_fused_kernels.py. Device buffers are poisoned with NaN before each whole-IDN
+   of tests/backends/test_fused_kernels.py. Device buffers are poisoned with NaN before each whole-IDN
    run; max abs error <= 1e-4 passes, and relative L2 error is shown against a float64 reference;
 2. timings of the whole IDN (224 and 256, batch 1 and 8) with CUDA events after a warm-up
    (20 runs, then 200 timed; median, p10, p90): end to end (copy in, 15 kernels, copy out,

@@ -22,13 +22,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED_ASSETS
 from conftest import without_root_powers as _without_root_powers
 
 from mfs_fast.errors import ImageError, MediaError, VideoError
 from mfs_fast.video import (VideoInfo, VideoWriter, ffmpeg_exe, media_kind, probe_video, read_frames,
                             transcode)
 
-ASSET_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "videos"
+ASSET_VIDEOS = SHARED_ASSETS / "videos"
 FRAMES = 64
 
 

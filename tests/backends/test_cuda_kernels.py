@@ -23,12 +23,13 @@ import shutil
 import subprocess
 import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+from conftest import ROOT
 
 from mfs_fast.backends import fused_cuda as cuda_fused
 from mfs_fast.backends.fused_cuda import CudaFusedIDN, CudaUnavailableError
@@ -47,7 +48,6 @@ from test_fused_kernels import (  # noqa: F401  (idn_setup: the CPU tests' modul
     up2,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 CUDA_DIR = ROOT / "kernels" / "cuda"
 NVCC = shutil.which("nvcc")
 CONFIGS = ("auto", "big", "mid", "thin")

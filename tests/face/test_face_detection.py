@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import SHARED_ASSETS
+
 from mfs_fast.errors import ImageError, MfsError
 from mfs_fast.face import model_files, tflite_graph
 from mfs_fast.face.blazeface import INPUT_SIZE, letterbox, ssd_anchor_centres, weighted_nms
@@ -20,7 +22,7 @@ from mfs_fast.face.model_files import tflite_model_path
 from mfs_fast.face.tflite_graph import TFLiteGraphError, load_tflite_graph
 from mfs_fast.face.types import Face, FaceDetector
 
-SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "images"
+SHARED_IMAGES = SHARED_ASSETS / "images"
 MODELS = {"detector": ("face_detection_full_range.tflite", (-1.0, 1.0)), "mesh": ("face_landmark.tflite", (0.0, 1.0))}
 # Measured max |torch - TFLite| is ~1e-4 on outputs of magnitude up to ~160 (fp32 summation
 # order differs between oneDNN and XNNPACK); 2e-3 + 2e-5 relative leaves 10x headroom and
