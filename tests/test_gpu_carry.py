@@ -178,3 +178,23 @@ def test_cli_packs_a_cache(tmp_path, cache):
     done = subprocess.run([sys.executable, "-m", "mfs_fast.train.cache_pack", "unpack", str(tmp_path / "c.pack"),
                            str(tmp_path / "u")], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0 and (tmp_path / "u" / "index.json").is_file()
+
+
+def test_gpu_config_is_the_stage5_recipe_on_cuda_with_an_8x_batch(tmp_path):
+    from mfs_fast.train import load_config
+
+    (tmp_path / "index.json").write_text("{}")  # stands for the unpacked cache: the photos need not exist
+    gpu = load_config(ROOT / "configs" / "starter-gpu.toml", {"cache": str(tmp_path)})
+    assert gpu.device == "cuda" and gpu.prebuilt_cache and gpu.max_minutes == 9 and gpu.export_storage == "int8"
+    assert (gpu.sources_per_step, gpu.targets_per_source) == (16, 4)
+    assert gpu.init_weights == str(ROOT / "mfs_fast" / "weights" / "starter")  # travels inside the repository
+    assert gpu.output == str(ROOT / "runs" / "starter-gpu")
+    assert gpu.second_identity == "faceres" and gpu.distill_lowpass and gpu.max_pixel_upscale == 1.3
+
+
+def test_gpu_script_states_its_call_and_carries_an_ignored_folder():
+    script = (ROOT / "scripts" / "gpu-train.sh").read_text()
+    assert 'run(command="bash scripts/gpu-train.sh", carry=[".gpu"], timeout_s=600)' in script
+    assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu-train.sh")]).returncode == 0
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".gpu/cache.pack"], cwd=ROOT)
+    assert ignored.returncode == 0  # carried paths must be ignored ones
