@@ -8,7 +8,7 @@
 #        scripts/gpu-train.sh prepare
 #      It fills the git-ignored folder .gpu/ with what the device needs and cannot fetch: the
 #      dlib model packed to 11 MB, faceres (7 MB), and the crop cache packed into whatever the
-#      64 MiB a call leaves after the working tree (~35 MB) and those two (~12.5 MB today).
+#      64 MiB a call leaves after the working tree (~35 MB) and those two (12.2 MB today).
 #   2. The call, pasted as is (one call; ~10 minutes of command, ~12 of the 15 minutes of
 #      device time with the machine's start):
 #        run(command="bash scripts/gpu-train.sh", carry=[".gpu"], timeout_s=600)
@@ -19,7 +19,9 @@
 #      scripts/eval-starter.sh before anything is bundled, and record steps, wall time and
 #      device (train.log's last lines) in mfs_fast/weights/README.md.
 #   If the command fails within its first minute (an import error, say), the machine stays warm
-#   for 30 s only: fix, then call again at once, or call give_back.
+#   for 30 s only: fix, then call again at once, or call give_back. A failed training run that
+#   left a checkpoint is exported from it; a second call on the same warm machine resumes from
+#   runs/starter-gpu/checkpoint.pt there.
 #
 # On the device: this repository's working tree plus .gpu/, nothing else (no internet, no
 # ../shared). The venv is not carried: it is Python 3.11 with a CPU torch (and GBs); the
@@ -32,7 +34,7 @@
 #
 # Knobs (environment): COMMAND_LIMIT_S (600, the call's timeout_s), RESERVE_S (120: model
 # loading before the first step plus checkpoint, export and copy after the last), MAX_MINUTES
-# (the config's 9), PYTHON, and for prepare SOURCE_CACHE (starter-v5's cache), MARGIN_BYTES
+# (9, the cap; as in the config), PYTHON, and for prepare SOURCE_CACHE (starter-v5's cache), MARGIN_BYTES
 # (1 MiB of room for the tree to grow between prepare and the call).
 set -euo pipefail
 
@@ -131,10 +133,17 @@ EOF
     say "training ($config) for at most $minutes minutes"
     local status=0
     "$py" -m mfs_fast train --config "$config" --max-minutes "$minutes" 2>&1 | tee "$OUT/train.log" || status=$?
+    if [ "$status" != 0 ] && [ -f "$output/checkpoint.pt" ] \
+            && [ $((${COMMAND_LIMIT_S:-600} - (SECONDS - STARTED))) -gt 90 ]; then
+        say "training failed (exit $status): exporting its last checkpoint instead"
+        "$py" -m mfs_fast train --config "$config" --export-only 2>&1 | tee -a "$OUT/train.log" || true
+    fi
 
     say "collecting what comes back into $OUT"
-    if [ -f "$output/weights/manifest.json" ]; then
-        "$py" - "$output/weights" "$OUT/weights" "$SHARD_BYTES" <<'EOF'
+    if [ ! -f "$output/weights/manifest.json" ]; then
+        say "no exported weights in $output/weights"
+        if [ "$status" = 0 ]; then status=1; fi
+    elif ! "$py" - "$output/weights" "$OUT/weights" "$SHARD_BYTES" <<'EOF'
 import sys
 from pathlib import Path
 
@@ -146,15 +155,15 @@ load_weights(folder)  # every shard checked against the manifest, the models bui
 for path in sorted(Path(folder).iterdir()):
     print(f"  {path.name}: {path.stat().st_size} bytes")
 EOF
-    else
-        say "no exported weights in $output/weights"
-        if [ "$status" = 0 ]; then status=1; fi
+    then
+        say "the exported weights could not be resharded into $OUT/weights"
+        status=1
     fi
     if [ -f "$output/log.jsonl" ]; then cp "$output/log.jsonl" "$OUT/"; fi
     local sample
     sample=$(ls "$output"/samples/step_*.png 2>/dev/null | tail -1 || true)
     if [ -n "$sample" ]; then cp "$sample" "$OUT/samples.png"; fi
-    "$py" - "$output" <<'EOF' | tee -a "$OUT/train.log"
+    "$py" - "$output" <<'EOF' | tee -a "$OUT/train.log" || true
 import json, sys
 from pathlib import Path
 
