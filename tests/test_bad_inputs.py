@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import without_root_powers as _without_root_powers
-from test_image_io import huge_headers
+from sample_media import huge_headers
 
 from mfs_fast.cli import main
 from mfs_fast.video import VideoWriter

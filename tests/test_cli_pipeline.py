@@ -13,7 +13,7 @@ import pytest
 
 from conftest import _astronaut_bgr
 from mfs_fast.video import VideoWriter, ffmpeg_exe, probe_video, read_frames
-from test_video import audio_md5
+from sample_media import audio_md5
 
 FRAMES = 24
 

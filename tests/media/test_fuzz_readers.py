@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 import pytest
-from test_image_io import exif_bytes, huge_headers
+from sample_media import exif_bytes, huge_headers
 
 from mfs_fast.errors import MfsError
 from mfs_fast.image_formats import ImageMetadata

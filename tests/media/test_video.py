@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import SHARED_ASSETS
+from sample_media import audio_md5, ffmpeg
 from conftest import without_root_powers as _without_root_powers
 
 from mfs_fast.errors import ImageError, MediaError, VideoError
@@ -34,13 +35,6 @@ FRAMES = 64
 
 
 # ------------------------------------------------------------------------------------------- helpers
-
-
-def ffmpeg(*args: object) -> subprocess.CompletedProcess:
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 def make_clip(path: Path, size: str = "320x240", rate: str = "25", frames: int = FRAMES,
@@ -56,11 +50,6 @@ def make_clip(path: Path, size: str = "320x240", rate: str = "25", frames: int =
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def audio_md5(path: Path) -> str:
-    """MD5 of every audio packet, as stored (stream copy: nothing decoded)."""
-    return ffmpeg("-i", path, "-map", "0:a", "-c", "copy", "-f", "md5", "-").stdout.strip()
 
 
 def stream_lines(path: Path) -> list[str]:
