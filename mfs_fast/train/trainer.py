@@ -435,7 +435,10 @@ class StudentTrainer:
         bar.close()
         self.save_checkpoint()
         self.write_samples()
-        return self.export()
+        try:
+            return self.export()
+        finally:
+            self.prefetcher.close()  # the step drawn ahead is dropped: the next run resumes from the checkpoint
 
 
 def train_quality(config: TrainConfig, progress: bool = True) -> Path:
