@@ -28,3 +28,17 @@ def test_baselines_are_per_machine_tag():
     for name, entry in machines.items():
         assert {"torch", "fused"} <= set(entry["relative_latency"]), name
         assert all(value > 0 for value in entry["relative_latency"].values()), name
+
+
+def test_baselines_from_another_calibration_do_not_apply(tmp_path, monkeypatch):
+    """A baseline measured against an older calibration workload would gate on a meaningless ratio."""
+    import json
+
+    import gate
+
+    stored = {"machines": {"old-tag": {"relative_latency": {"fused": 4.6}},
+                           "new-tag": {"relative_latency": {"fused": 2.1}, "calibration": gate.CALIBRATION}}}
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(stored))
+    monkeypatch.setattr(gate, "BASELINE", path)
+    assert set(gate.load_baselines()) == {"new-tag"}
