@@ -6,6 +6,8 @@
 //   warped_face = cv2.warpAffine(face * 255, local, box)   (float32, 3 channels)
 //   warped_mask = cv2.warpAffine(mask, local, box)          (float32)
 //   out = uint8(clip(warped_face * warped_mask + region * (1 - warped_mask), 0, 255))
+// or, keeping the frame's detail (PasteJob::additive, face = the low-band change),
+//   out = uint8(clip(region + warped_mask * warped_change, 0, 255))
 // with the same float32 operations in the same order (coordinates and bilinear sampling as in
 // warp.hpp, products and sums rounded separately: -ffp-contract=off), so the only differences
 // left are the last bits of the double-precision matrix algebra before it. Pixels whose mask
@@ -36,6 +38,13 @@ inline std::uint8_t blend_value(float face, float mask, float one_minus_mask, st
     return static_cast<std::uint8_t>(v);  // truncation, as NumPy's astype(uint8)
 }
 
+// The detail-keeping paste: region + change * mask (the order NumPy computes it in).
+inline std::uint8_t add_value(float change, float mask, std::uint8_t region) {
+    float v = float(region) + change * mask;
+    v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+    return static_cast<std::uint8_t>(v);
+}
+
 // One box pixel (BGR bytes at p) from its crop coordinates.
 inline void paste_pixel(const PasteJob& J, float sx, float sy, std::uint8_t* p) {
     Corner c;
@@ -44,8 +53,10 @@ inline void paste_pixel(const PasteJob& J, float sx, float sy, std::uint8_t* p) 
     if (m == 0.0f) return;
     const float rest = 1.0f - m;
     const std::size_t plane = std::size_t(J.S) * J.S;
-    for (int ch = 0; ch < 3; ++ch)  // BGR channel ch <- RGB plane 2 - ch
-        p[ch] = blend_value(sample_plane(J.face + std::size_t(2 - ch) * plane, J.S, c, 255.0f), m, rest, p[ch]);
+    for (int ch = 0; ch < 3; ++ch) {  // BGR channel ch <- RGB plane 2 - ch
+        const float f = sample_plane(J.face + std::size_t(2 - ch) * plane, J.S, c, 255.0f);
+        p[ch] = J.additive ? add_value(f, m, p[ch]) : blend_value(f, m, rest, p[ch]);
+    }
 }
 
 #if defined(MFS_PIPE_AVX2)
@@ -101,7 +112,9 @@ inline void paste_row(const PasteJob& J, int r) {
         alignas(32) std::int32_t result[3][8];
         for (int ch = 0; ch < 3; ++ch) {
             const __m256 f = gather_lerp(J.face + std::size_t(2 - ch) * plane, i00, step_x, step_y, ax, ay, v255);
-            __m256 v = _mm256_add_ps(_mm256_mul_ps(f, m), _mm256_mul_ps(_mm256_load_ps(region[ch]), rest));
+            const __m256 r = _mm256_load_ps(region[ch]);
+            __m256 v = J.additive ? _mm256_add_ps(r, _mm256_mul_ps(f, m))
+                                  : _mm256_add_ps(_mm256_mul_ps(f, m), _mm256_mul_ps(r, rest));
             v = _mm256_min_ps(_mm256_max_ps(v, zero), v255);
             _mm256_store_si256(reinterpret_cast<__m256i*>(result[ch]), _mm256_cvttps_epi32(v));
         }

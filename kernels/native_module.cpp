@@ -613,6 +613,8 @@ public:
     int size() const { return core_->size(); }
     std::string isa() const { return core_->isa(); }
     py::object engine() const { return engine_obj_; }
+    float detail() const { return core_->detail(); }
+    void set_detail(float sigma) { core_->set_detail(sigma); }
 
 private:
     py::object engine_obj_;  // keeps the FusedIDN (and its engine) alive
@@ -704,7 +706,10 @@ PYBIND11_MODULE(_native, m) {
              "Swap the faces given by landmarks (F, 5, 2) or frame -> crop matrices (F, 2, 3) in frame (H, W, 3)\n"
              "BGR uint8, C-contiguous: in place (out=None) or into out (the frame is copied there first).\n"
              "Returns the array written.")
-        .def("seconds", &PyPipelineCore::seconds, "Seconds per stage of the last swap: copy, warp, idn, mask, paste")
+        .def("seconds", &PyPipelineCore::seconds,
+             "Seconds per stage of the last swap: copy, warp, idn, mask, detail, paste")
+        .def_property("detail", &PyPipelineCore::detail, &PyPipelineCore::set_detail,
+                      "Keep the frame's detail finer than this many crop pixels (0: the official blend)")
         .def_property_readonly("size", &PyPipelineCore::size)
         .def_property_readonly("isa", &PyPipelineCore::isa)
         .def_property_readonly("engine", &PyPipelineCore::engine);

@@ -279,7 +279,7 @@ bool warp_jobs(const std::uint8_t* frame, int H, int W, const float* matrices, i
 }
 
 bool paste_jobs(std::uint8_t* frame, int H, int W, const float* matrices, int F, int S, const float* faces,
-                const float* blend_masks, std::vector<PasteJob>& jobs, int* bad_face) {
+                const float* blend_masks, std::vector<PasteJob>& jobs, int* bad_face, bool additive = false) {
     jobs.clear();
     for (int f = 0; f < F; ++f) {
         double forward[6], inverse[6];
@@ -300,6 +300,7 @@ bool paste_jobs(std::uint8_t* frame, int H, int W, const float* matrices, int F,
         J.x0 = box[0], J.y0 = box[1], J.x1 = box[2], J.y1 = box[3];
         J.face = faces + std::size_t(f) * 3 * S * S;
         J.mask = blend_masks + std::size_t(f) * S * S;
+        J.additive = additive;
         jobs.push_back(J);
     }
     return true;
@@ -340,6 +341,45 @@ bool paste_faces(const PipelineKernels& k, std::uint8_t* frame, int H, int W, co
     return true;
 }
 
+void blend_change(const float* face, const float* crop, int S, float sigma, float* scratch, float* out) {
+    // OpenCV's kernel for float images: size round(sigma * 4 * 2 + 1) | 1, weights in double
+    const int ksize = int(std::lround(double(sigma) * 8.0 + 1.0)) | 1, r = ksize / 2;
+    std::vector<double> weight(static_cast<std::size_t>(ksize));
+    double sum = 0.0;
+    for (int i = 0; i < ksize; ++i) sum += weight[std::size_t(i)] = std::exp(-0.5 * double((i - r) * (i - r)) / (double(sigma) * sigma));
+    std::vector<float> kernel(static_cast<std::size_t>(ksize)), padded(static_cast<std::size_t>(S + 2 * r));
+    for (int i = 0; i < ksize; ++i) kernel[std::size_t(i)] = float(weight[std::size_t(i)] / sum);
+    const std::size_t plane = std::size_t(S) * S;
+    for (int c = 0; c < 3; ++c) {
+        const float* f = face + c * plane;
+        const float* g = crop + c * plane;
+        float* o = out + c * plane;
+        for (int y = 0; y < S; ++y) {  // rows: the difference, reflected at both ends, blurred along x
+            const std::size_t row = std::size_t(y) * S;
+            for (int x = -r; x < S + r; ++x) {
+                const std::size_t i = row + std::size_t(reflect101(x, S));
+                padded[std::size_t(x + r)] = f[i] - g[i];
+            }
+            float* dst = scratch + row;
+            for (int x = 0; x < S; ++x) dst[x] = 0.0f;
+            for (int k = 0; k < ksize; ++k) {
+                const float w = kernel[std::size_t(k)];
+                const float* src = padded.data() + k;
+                for (int x = 0; x < S; ++x) dst[x] += w * src[x];
+            }
+        }
+        for (int y = 0; y < S; ++y) {  // then along y, whole rows at a time
+            float* dst = o + std::size_t(y) * S;
+            for (int x = 0; x < S; ++x) dst[x] = 0.0f;
+            for (int k = 0; k < ksize; ++k) {
+                const float w = kernel[std::size_t(k)];
+                const float* src = scratch + std::size_t(reflect101(y + k - r, S)) * S;
+                for (int x = 0; x < S; ++x) dst[x] += w * src[x];
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // PipelineCore
 
@@ -359,6 +399,8 @@ void PipelineCore::reserve(int F) {
     faces_.resize(std::size_t(F) * 3 * plane);
     masks_.resize(std::size_t(F) * plane);
     blend_.resize(std::size_t(F) * plane);
+    change_.resize(std::size_t(F) * 3 * plane);
+    change_scratch_.resize(std::size_t(F) * plane);
     scratch_.resize(F);
     for (MaskScratch& s : scratch_) s.reserve(S_);
     capacity_ = F;
@@ -408,11 +450,27 @@ void PipelineCore::swap(const std::uint8_t* frame, std::uint8_t* out, int H, int
         mask_postprocess(masks_.data() + f * plane, S, fade_.data(), scratch_[f], blend_.data() + f * plane);
     });
     lap(3);
+    const bool keep_detail = detail_ > 0.0f;
+    if (keep_detail) {
+        pool.run(threads, F, [&](int f, int) {
+            const std::size_t at = std::size_t(f) * 3 * plane;
+            blend_change(faces_.data() + at, crops_.data() + at, S, detail_, change_scratch_.data() + f * plane,
+                         change_.data() + at);
+        });
+    }
+    lap(4);
     std::vector<PasteJob> paste;
-    if (!paste_jobs(out, H, W, matrices, F, S, faces_.data(), blend_.data(), paste, nullptr))
+    const float* pasted = keep_detail ? change_.data() : faces_.data();
+    if (!paste_jobs(out, H, W, matrices, F, S, pasted, blend_.data(), paste, nullptr, keep_detail))
         throw std::invalid_argument("an alignment matrix is singular");
     run_paste(*k_, paste, threads);
-    lap(4);
+    lap(5);
+}
+
+void PipelineCore::set_detail(float sigma) {
+    if (!(sigma >= 0.0f && sigma <= 8.0f)) throw std::invalid_argument("detail must be from 0 to 8 crop pixels");
+    std::lock_guard<std::mutex> lock(mutex_);
+    detail_ = sigma;
 }
 
 }  // namespace mfs

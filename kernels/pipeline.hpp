@@ -6,6 +6,8 @@
 //   IDN       the FusedIDNEngine (fused_idn.hpp), all faces of the frame as one batch;
 //   mask      the official paste mask from the IDN's fusion mask: binarise (> 0.001), dilate
 //             11x11, erode 11x11 twice, box blur 7x7, times the border fade (mfs_fast.face.paste);
+//   detail    (detail > 0 only) each face becomes its low-band change, Gaussian(face - crop),
+//             and the paste adds it: the frame keeps its own fine detail (mfs_fast.face.paste);
 //   paste     face and mask warped back with the inverse affine and blended into the frame,
 //             only inside each face's footprint box (see blend.hpp), faces in order.
 //
@@ -47,7 +49,8 @@ struct WarpJob {
 
 // One face's paste: for box pixel (x, y) (frame pixel (x0 + x, y0 + y)), face and mask are
 // sampled bilinearly at crop coordinates (M[0] x + M[1] y + M[2], M[3] x + M[4] y + M[5])
-// (0 outside the crop) and blended: out = face * m + out * (1 - m), clipped, truncated.
+// (0 outside the crop) and blended: out = face * m + out * (1 - m), clipped, truncated; with
+// `additive`, face is a change and out = out + face * m.
 struct PasteJob {
     std::uint8_t* frame = nullptr;  // H x W x 3 BGR, read and written in place
     std::size_t stride = 0;
@@ -56,6 +59,7 @@ struct PasteJob {
     int S = 0;
     const float* face = nullptr;  // 3 x S x S, RGB in [0, 1] (the IDN's output)
     const float* mask = nullptr;  // S x S blend mask (mask_postprocess)
+    bool additive = false;
 };
 
 // The per-ISA kernels of the pipeline. Row ranges may run concurrently on different threads.
@@ -99,6 +103,12 @@ struct MaskScratch {
 void mask_postprocess(const float* idn_mask, int S, const float* fade, MaskScratch& scratch, float* out);
 
 // ---------------------------------------------------------------------------------------------
+// The detail-keeping paste's change: out = Gaussian(face - crop) per plane (3 x S x S), sigma in
+// crop pixels, as cv2.GaussianBlur(face - crop, (0, 0), sigma) on float32 (kernel size
+// round(8 sigma + 1) | 1, reflect-101 borders). `scratch` holds S x S floats.
+void blend_change(const float* face, const float* crop, int S, float sigma, float* scratch, float* out);
+
+// ---------------------------------------------------------------------------------------------
 // Stages over all faces of a frame (threads from the global pool). matrices: F x 6 (float32).
 
 // crops: F x 3 x S x S. False (nothing written for it) when a face's matrix is singular:
@@ -125,9 +135,12 @@ public:
 
     int size() const { return S_; }
     const char* isa() const { return k_->name; }
-    // Seconds of the last swap: copy, warp, idn, mask, paste.
-    const std::array<double, 5>& seconds() const { return seconds_; }
-    static std::vector<std::string> stage_names() { return {"copy", "warp", "idn", "mask", "paste"}; }
+    // Keep the frame's detail finer than `sigma` crop pixels (0: the official blend).
+    void set_detail(float sigma);
+    float detail() const { return detail_; }
+    // Seconds of the last swap: copy, warp, idn, mask, detail, paste.
+    const std::array<double, 6>& seconds() const { return seconds_; }
+    static std::vector<std::string> stage_names() { return {"copy", "warp", "idn", "mask", "detail", "paste"}; }
 
 private:
     void reserve(int F);
@@ -137,9 +150,10 @@ private:
     int S_;
     std::vector<float> fade_;
     int capacity_ = 0;
-    std::vector<float> crops_, faces_, masks_, blend_;
+    std::vector<float> crops_, faces_, masks_, blend_, change_, change_scratch_;
     std::vector<MaskScratch> scratch_;
-    std::array<double, 5> seconds_{};
+    std::array<double, 6> seconds_{};
+    float detail_ = 0.0f;
     std::mutex mutex_;
 };
 

@@ -69,6 +69,12 @@ def _similarity(text: str) -> float:
     return _library_check(check_similarity, float, text)
 
 
+def _detail(text: str) -> float:
+    from .pipeline import check_detail
+
+    return _library_check(check_detail, float, text)
+
+
 def _cmd_convert(args: argparse.Namespace) -> None:
     from .checkpoints import load_official, save_weights
     from .checkpoints.native_format import sha256_of
@@ -136,7 +142,7 @@ def _make_swapper(args: argparse.Namespace, detector=None):
     return Swapper(args.source, args.weights, backend=args.backend or DEFAULT_BACKEND, strict=args.strict,
                    detector=detector or args.detector,
                    faces=args.faces, reference=args.reference, similarity=args.similarity,
-                   identity_encoder=args.identity_encoder)
+                   identity_encoder=args.identity_encoder, detail=args.detail)
 
 
 def _print_summary(swapper, output) -> None:
@@ -307,7 +313,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     result, paths = run_eval(args.sources, args.targets, args.output, methods=args.methods, weights=args.weights,
                              random_seed=args.random_weights, frames=args.frames, stride=args.stride,
                              use_mesh=not args.no_mesh, samples=args.samples, detector=args.detector,
-                             identity_encoder=args.identity_encoder,
+                             identity_encoder=args.identity_encoder, detail=args.detail,
                              log=lambda message: print(f"mfs-fast: {message}", file=sys.stderr))
     print(markdown_table(result.metrics))
     print(f"wrote {', '.join(str(p) for p in paths)}")
@@ -411,6 +417,9 @@ def _add_swapper_options(p: argparse.ArgumentParser) -> None:
                    "(default: the identity encoder's own threshold, 0.91 for dlib)")
     p.add_argument("--identity-encoder", default="dlib", choices=("dlib", "arcface"),
                    help="identity net for --reference: dlib (offline) or arcface (the weights' identity net)")
+    p.add_argument("--detail", type=_detail, metavar="PIXELS", help="keep the target's own detail finer than PIXELS "
+                   "aligned-crop pixels (0: paste the whole face, as the official code; default: what the weights "
+                   "were trained for, 1.5 for the starter weights, 0 for the official ones)")
     p.add_argument("--every", type=_every, default=5, help="video: run the detector every N frames, track between")
     p.add_argument("--backend", nargs="+", metavar="NAME", help="IDN backend, or an ordered preference list "
                    "(default: the fastest usable here; see `mfs-fast doctor` and `mfs-fast bench`)")
@@ -517,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identity-encoder", default="dlib", choices=("dlib", "faceres", "mobileface"),
                    help="network that scores identity retrieval (FD-dlib always uses dlib); faceres and "
                    "mobileface need ./run.sh setup (npm); see docs/identity_encoders.md")
+    p.add_argument("--detail", type=_detail, metavar="PIXELS",
+                   help="model method: keep the target's detail finer than PIXELS crop pixels (0: off; default: "
+                   "the weights' own)")
     p.add_argument("-o", "--output", required=True, help="folder for metrics.json, metrics.md, samples.png")
     p.set_defaults(run=_cmd_eval)
 

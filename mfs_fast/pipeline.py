@@ -27,6 +27,7 @@ from .face.tracking import check_every
 from .identity.base import IdentityEncoder
 from .image_io import check_bgr_image, read_bgr
 from .models import FaceSwapModels, IdentityWeights
+from .models.bundle import MAX_PASTE_DETAIL
 
 DEFAULT_SIZE = 224
 
@@ -77,7 +78,11 @@ class Swapper:
     backend, extension built), ``True`` to require it, ``False`` for the Python path;
     ``swapper.core`` is the core in use (set it to ``None`` to switch to the Python path).
 
-    ``faces`` and ``similarity`` (a cosine, -1..1) are checked before anything is loaded: a bad
+    ``detail``: paste only the low band of the change, keeping the target's detail finer than
+    this many crop pixels (:func:`mfs_fast.face.paste_back`; 0: the official blend); default
+    the value the weights were trained for (``models.paste_detail``: 0 for the official weights).
+
+    ``faces``, ``similarity`` and ``detail`` are checked before anything is loaded: a bad
     value is an :class:`MfsError` naming it.
     """
 
@@ -95,9 +100,12 @@ class Swapper:
         identity_encoder: "str | IdentityEncoder" = "dlib",
         size: int = DEFAULT_SIZE,
         core: bool | None = None,
+        detail: float | None = None,
     ) -> None:
         check_policy(faces)
         check_similarity(similarity)
+        if detail is not None:
+            check_detail(detail)
         if similarity is not None and reference is None:
             warnings.warn("similarity has no effect without a reference image", stacklevel=2)
         if weights is None:
@@ -107,6 +115,7 @@ class Swapper:
         else:
             self.models = weights if isinstance(weights, FaceSwapModels) else load_weights(weights)
         self.size = size
+        self.detail = check_detail(self.models.paste_detail if detail is None else detail)
         named = isinstance(backend, (str, list, tuple))
         self.backend: Backend = create_backend(backend, self.models, strict=strict) if named else backend
         if isinstance(detector, str):
@@ -139,7 +148,7 @@ class Swapper:
         else:
             from .backends.pipeline_core import PipelineCore
 
-            return PipelineCore(self.backend, self.size)
+            return PipelineCore(self.backend, self.size, detail=self.detail)
         if wanted:
             raise MfsError(f"the pipeline core cannot be used: {reason}")
         return None
@@ -249,7 +258,7 @@ class Swapper:
         for result, per_frame in zip(results, aligned):
             for face in per_frame:
                 bgr = swapped[index].transpose(1, 2, 0)[..., ::-1] * np.float32(255.0)
-                paste_back(result, bgr, masks[index, 0], face.inverse, out=result)
+                paste_back(result, bgr, masks[index, 0], face.inverse, out=result, crop=face.crop, detail=self.detail)
                 index += 1
         self.stats.seconds["paste"] += time.perf_counter() - start
         self.stats.faces_swapped += len(flat)
@@ -266,12 +275,23 @@ class Swapper:
         self.core.swap(source, matrices=matrices, out=result)
         seconds = self.core.seconds()
         self.stats.seconds["idn"] += seconds["warp"] + seconds["idn"]
-        self.stats.seconds["paste"] += seconds["copy"] + seconds["mask"] + seconds["paste"]
+        self.stats.seconds["paste"] += seconds["copy"] + seconds["mask"] + seconds["detail"] + seconds["paste"]
         self.stats.faces_swapped += len(faces)
         if out is not None and result is not out:
             np.copyto(out, result)
             return out
         return result
+
+
+def check_detail(detail: float) -> float:
+    """``detail`` must be a finite number of crop pixels, 0 (off) up to 8."""
+    try:
+        value = float(detail)
+    except (TypeError, ValueError):
+        raise MfsError(f"detail must be a number of crop pixels (0 = off, e.g. 1.5), got {detail!r}") from None
+    if not 0.0 <= value <= MAX_PASTE_DETAIL:
+        raise MfsError(f"detail must be between 0 (off) and {MAX_PASTE_DETAIL:g} crop pixels, got {detail!r}")
+    return value
 
 
 def _check_out(out: np.ndarray, frame: np.ndarray) -> None:

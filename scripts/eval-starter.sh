@@ -7,6 +7,7 @@
 #   scripts/eval-starter.sh [WEIGHTS_DIR] [OUT_DIR]      (needs ../shared/datasets/faces_v1)
 #   METHODS="target paste-source" scripts/eval-starter.sh   (the baselines only: no weights used)
 #   IDENTITY=faceres scripts/eval-starter.sh ...    (retrieval scored by faceres or mobileface, not dlib)
+#   DETAIL=0 scripts/eval-starter.sh ...    (paste the whole face: the model alone, without the target's detail)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 weights="${1:-mfs_fast/weights/starter}"
@@ -27,4 +28,4 @@ while IFS= read -r name; do targets+=("$img/$name"); done < <(
 targets+=("$data/videos/liveportrait__assets_examples_driving_d3.mp4" "$data/videos/liveportrait__assets_examples_driving_d19.mp4")
 exec .venv/bin/mfs-fast eval --sources "${sources[@]}" --targets "${targets[@]}" --weights "$weights" \
     --methods ${METHODS:-model target paste-source mesh-warp} --identity-encoder "${IDENTITY:-dlib}" \
-    --frames 6 --stride 10 -o "$out"
+    --frames 6 --stride 10 ${DETAIL:+--detail "$DETAIL"} -o "$out"

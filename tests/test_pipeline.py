@@ -162,6 +162,9 @@ def test_several_faces_in_source_uses_largest_and_says_so(official_models, detec
     ({"similarity": -1.5}, "similarity must be a cosine similarity"),
     ({"similarity": float("nan")}, "similarity must be a cosine similarity"),
     ({"faces": "biggest"}, "faces must be one of all, largest"),
+    ({"detail": -1}, "detail must be between 0 \\(off\\) and 8 crop pixels, got -1"),
+    ({"detail": float("nan")}, "detail must be between"),
+    ({"detail": "sharp"}, "detail must be a number of crop pixels"),
 ])
 def test_bad_swapper_arguments_are_refused_before_loading(options, message, tmp_path):
     """Checked first: the missing weights folder would otherwise be the error."""
@@ -226,3 +229,28 @@ def test_cli_refuses_an_impossible_similarity_in_one_line(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "similarity must be a cosine similarity between -1 and 1, got 5.0" in proc.stderr
+
+
+def test_detail_defaults_to_what_the_weights_were_trained_for(official_models, detector, astronaut):
+    """Official weights: the official blend (0); weights trained with keep_target_detail carry
+    their value; an explicit detail= wins. The pipeline core, when used, gets the same value."""
+    import dataclasses
+
+    assert Swapper(astronaut, official_models, detector=detector).detail == 0.0
+    trained = dataclasses.replace(official_models, paste_detail=1.5)
+    swapper = Swapper(astronaut, trained, detector=detector)
+    assert swapper.detail == 1.5 and (swapper.core is None or swapper.core.detail == 1.5)
+    assert Swapper(astronaut, trained, detector=detector, detail=0).detail == 0.0
+    kept = swapper.swap(astronaut)
+    assert (kept != astronaut).sum() > 10_000  # still a swap
+
+
+def test_cli_refuses_a_bad_detail_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "mfs_fast", "swap", "--source", tmp_path / "a.jpg", "--target",
+                           tmp_path / "b.jpg", "-o", tmp_path / "c.jpg", "--detail", "12"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "detail must be between 0 (off) and 8 crop pixels, got 12.0" in proc.stderr

@@ -466,3 +466,35 @@ def test_detail_loss_low_band_distillation_and_second_identity_train(tmp_path, p
     assert ("id2" in values) == bool(second)
     with pytest.raises(MfsError, match="second_identity"):
         load_config(_write_config(tmp_path, data=[photo_folder], second_identity="vgg"))
+
+
+def test_with_target_detail_is_the_paste_the_swapper_makes():
+    """Losses on a keep_target_detail run see target + mask * blur(result - target): the target
+    outside the mask, a smooth change arriving whole, the result's own fine detail gone."""
+    from mfs_fast.train.losses import gaussian_blur, with_target_detail
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 64, 64)
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[..., 16:48, 16:48] = 1.0
+    shifted = target + 0.2  # a smooth change (a constant)
+    np.testing.assert_allclose(with_target_detail(shifted, target, mask, 1.5), target + 0.2 * mask, atol=1e-6)
+    noisy = target + 0.3 * torch.randn_like(target)  # only fine detail changed
+    kept = with_target_detail(noisy, target, mask, 1.5)
+    assert (kept - target).abs().mean() < 0.2 * (noisy - target).abs().mean()
+    assert torch.equal(kept[..., :8, :8], target[..., :8, :8])
+    inside = (..., slice(16, 48), slice(16, 48))  # there: exactly the low band of the change
+    assert torch.allclose((kept - target)[inside], gaussian_blur(noisy - target, 1.5)[inside], atol=1e-6)
+
+
+def test_keep_target_detail_trains_and_the_export_records_it(tmp_path, photo_folder):
+    path = _write_config(tmp_path, data=[photo_folder], steps=2, lambda_gan=0.0, keep_target_detail=1.5)
+    trainer = StudentTrainer(load_config(path))
+    trainer.train_step()
+    folder = trainer.export(tmp_path / "exported")
+    assert json.loads((folder / "manifest.json").read_text())["paste_detail"] == 1.5
+    from mfs_fast.checkpoints import load_weights
+
+    assert load_weights(folder).paste_detail == 1.5
+    with pytest.raises(MfsError, match="keep_target_detail"):
+        load_config(_write_config(tmp_path, data=[photo_folder], keep_target_detail=-1.0))

@@ -119,3 +119,19 @@ def test_store_imports_a_sharded_folder(tmp_path, monkeypatch, sharded):
     stored = import_weights(sharded, "gpu-run")
     assert sorted(p.name for p in stored.iterdir()) == sorted(p.name for p in sharded.iterdir())
     _same(load_weights(sharded), load_weights(stored))
+
+
+def test_paste_detail_travels_in_the_manifest(tmp_path, models):
+    """Weights trained for the detail-keeping paste say so; the Swapper takes it as its default."""
+    import dataclasses
+
+    plain = save_weights(models, tmp_path / "plain")
+    assert "paste_detail" not in json.loads((plain / MANIFEST).read_text())
+    assert load_weights(plain).paste_detail == 0.0
+    folder = save_weights(dataclasses.replace(models, paste_detail=1.5), tmp_path / "detail")
+    assert load_weights(folder).paste_detail == 1.5
+    manifest = json.loads((folder / MANIFEST).read_text())
+    for bad in ["1.5", -1, 99, True, None]:
+        (folder / MANIFEST).write_text(json.dumps({**manifest, "paste_detail": bad}))
+        with pytest.raises(CheckpointError, match="paste_detail"):
+            load_weights(folder)

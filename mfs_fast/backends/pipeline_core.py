@@ -6,7 +6,7 @@ GIL released: warps every face into a preallocated crop (the bilinear affine war
 ``cv2.warpAffine``, bit for bit on CPUs with FMA), runs the IDN on all of them as one batch on
 the fused kernels, turns each fusion mask into the official paste mask (binarise, dilate, erode
 twice, blur, border fade) and blends the faces back in place, inside each face's footprint box
-only. It matches :func:`mfs_fast.face.align_face` + IDN + :func:`mfs_fast.face.paste_back` to
+only (with ``detail > 0``, only each face's low-band change: :func:`mfs_fast.face.paste_back`). It matches :func:`mfs_fast.face.align_face` + IDN + :func:`mfs_fast.face.paste_back` to
 within one level per pixel (kernels/pipeline.hpp says why not always exactly).
 
 It runs on a backend with the :class:`~mfs_fast.backends.base.NativeEngine` capability (the
@@ -31,12 +31,12 @@ class PipelineCore:
     ``idn``: the backend to run on (shared; a :class:`NativeEngine`, e.g. :class:`FusedIDN`), or
     :class:`FaceSwapModels` to make a :class:`FusedIDN`. ``size``: the aligned crop side (a multiple
     of 32). ``threads``: default the backend's. ``isa``: the warp/blend kernels, "auto" (the
-    backend's kernel set), "avx2" or "scalar".
+    backend's kernel set), "avx2" or "scalar". ``detail``: as :func:`mfs_fast.face.paste_back`'s.
     Raises :class:`mfs_fast.NativeUnavailableError` when the C++ extension is not built.
     """
 
     def __init__(self, idn: NativeEngine | FaceSwapModels, size: int = 224, threads: int | None = None,
-                 isa: str = "auto") -> None:
+                 isa: str = "auto", detail: float = 0.0) -> None:
         native = require_native()
         if isinstance(idn, FaceSwapModels):
             idn = FusedIDN(idn, threads=threads, isa=isa)
@@ -48,6 +48,16 @@ class PipelineCore:
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self._core = native.PipelineCore(idn.native_engine(self.size), isa)
+        self.detail = detail
+
+    @property
+    def detail(self) -> float:
+        """Crop pixels of the frame's own detail the paste keeps (0: the official blend)."""
+        return self._core.detail
+
+    @detail.setter
+    def detail(self, sigma: float) -> None:
+        self._core.detail = float(sigma)
 
     @property
     def isa(self) -> str:
@@ -72,5 +82,5 @@ class PipelineCore:
         return self._core.swap(frame, landmarks, matrices, out, self.threads)
 
     def seconds(self) -> dict[str, float]:
-        """Seconds per stage of the last swap: copy, warp, idn, mask, paste."""
+        """Seconds per stage of the last swap: copy, warp, idn, mask, detail, paste."""
         return self._core.seconds()

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
 from ..models import FaceSwapModels
+from ..models.bundle import MAX_PASTE_DETAIL
 
 MANIFEST = "manifest.json"
 FORMAT_NAME = "mfs_fast.weights"
@@ -71,6 +72,8 @@ def save_weights(models: FaceSwapModels, folder: str | Path, provenance: dict | 
         stored[name] = tensors
     manifest: dict = {"format": FORMAT_NAME, "provenance": provenance or {},
                       "identity": getattr(models.identity, "kind", IRSE_KIND), "storage": storage}
+    if models.paste_detail:
+        manifest["paste_detail"] = float(models.paste_detail)
     return _write_folder(Path(folder), stored, manifest, max_file_bytes)
 
 
@@ -192,7 +195,16 @@ def load_weights_dir(folder: str | Path) -> FaceSwapModels:
             state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
             _check_fits(state, module.state_dict(), f"{path} ({field})")
             module.load_state_dict(state, strict=True)
+    models.paste_detail = _paste_detail(manifest, folder / MANIFEST)
     return models.eval()
+
+
+def _paste_detail(manifest: dict, path: Path) -> float:
+    value = manifest.get("paste_detail", 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= MAX_PASTE_DETAIL:
+        raise CheckpointError(f"{path} is damaged: paste_detail must be a number of crop pixels from 0 to "
+                              f"{MAX_PASTE_DETAIL:g}, got {value!r}; write the folder again")
+    return float(value)
 
 
 def _read_stored(folder: Path, name: str, entry: dict) -> dict[str, torch.Tensor]:

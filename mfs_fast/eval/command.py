@@ -14,7 +14,7 @@ from .runner import EvalResult, evaluate
 def run_eval(sources: Sequence[str], targets: Sequence[str], output: str, *, methods: Sequence[str] = METHODS,
              weights: str | None = None, random_seed: int | None = None, frames: int = 16, stride: int = 1,
              use_mesh: bool = True, samples: int = 4, detector: str = "blazeface", identity_encoder: str = "dlib",
-             log: Callable[[str], None] = print) -> tuple[EvalResult, list[Path]]:
+             detail: float | None = None, log: Callable[[str], None] = print) -> tuple[EvalResult, list[Path]]:
     """Evaluate and write metrics.json, metrics.md and samples.png into ``output``.
 
     ``identity_encoder`` (dlib, faceres, mobileface) scores identity: retrieval and similarity.
@@ -40,9 +40,10 @@ def run_eval(sources: Sequence[str], targets: Sequence[str], output: str, *, met
     encoder = dlib if identity_encoder == "dlib" else PairedIdentityEncoder(
         create_identity_encoder(identity_encoder), maps_from=dlib)
     face_detector = create_detector(detector)
-    built = create_methods(methods, face_detector, weights=weights, random_seed=random_seed)
+    built = create_methods(methods, face_detector, weights=weights, random_seed=random_seed, detail=detail)
     options = {"methods": methods, "weights": weights, "random_weights_seed": random_seed, "frames": frames,
-               "stride": stride, "mesh": use_mesh, "detector": detector, "identity_encoder": identity_encoder}
+               "stride": stride, "mesh": use_mesh, "detector": detector, "identity_encoder": identity_encoder,
+               "detail": detail}
     result = evaluate(sources, targets, built, detector=face_detector, encoder=encoder,
                       frames=frames, stride=stride, use_mesh=use_mesh, samples=samples, options=options, log=log)
     return result, write_report(result, output)

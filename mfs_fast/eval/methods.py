@@ -168,8 +168,8 @@ class ModelMethod(Method):
 
 
 def create_methods(names: list[str], detector: FaceDetector, *, weights: str | None = None,
-                   random_seed: int | None = None, every: int = 5) -> list[Method]:
-    """Methods by name; ``model`` needs ``weights`` (a folder) or ``random_seed``."""
+                   random_seed: int | None = None, every: int = 5, detail: float | None = None) -> list[Method]:
+    """Methods by name; ``model`` needs ``weights`` (a folder) or ``random_seed``; ``detail``: its Swapper's."""
     from ..errors import MfsError
 
     methods: list[Method] = []
@@ -189,7 +189,7 @@ def create_methods(names: list[str], detector: FaceDetector, *, weights: str | N
                 models = load_weights(weights)
             else:
                 models = FaceSwapModels.random(random_seed)
-            methods.append(ModelMethod(models, detector, every=every))
+            methods.append(ModelMethod(models, detector, every=every, detail=detail))
         else:
             raise MfsError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     return methods

@@ -4,6 +4,13 @@ The IDN's fusion mask is binarised (> 0.001), dilated 11x11, eroded 11x11 twice,
 7x7 and multiplied by a border fade (ones inside a 10 px margin, box-blurred 11x11); face and
 mask are warped back with the inverse affine and blended. Only the face's footprint box in
 the frame is touched: every pixel outside it stays bit-identical.
+
+``detail > 0`` pastes only the *low frequencies* of the change: with ``crop`` the aligned target
+the face was made from, ``change = G(face - crop)`` (``G`` a Gaussian of ``detail`` crop pixels)
+is warped back and added, ``frame + mask * change``. The target's own fine texture (skin,
+lashes, hair edges) then stays at the frame's full resolution, which a 224 crop and a soft
+model cannot give back; identity, shape and colour come from the swapped face. The C++
+pipeline core does the same (kernels/pipeline.cpp, blend_change).
 """
 
 from __future__ import annotations
@@ -47,11 +54,13 @@ def footprint_box(inverse: np.ndarray, size: int, frame_shape: tuple[int, ...]) 
 
 
 def paste_back(frame: np.ndarray, face: np.ndarray, idn_mask: np.ndarray, inverse: np.ndarray,
-               out: np.ndarray | None = None) -> np.ndarray:
+               out: np.ndarray | None = None, *, crop: np.ndarray | None = None, detail: float = 0.0) -> np.ndarray:
     """Blend ``face`` (size x size x 3 BGR, float 0..255 or uint8) into ``frame``.
 
     Returns ``out`` (a copy of ``frame`` unless given; ``out=frame`` works in place). Only
-    pixels inside the face's footprint box are written.
+    pixels inside the face's footprint box are written. ``detail``: keep the frame's detail
+    finer than this many crop pixels, ``crop`` being the aligned target (same layout as
+    ``face``; see the module docstring; 0: the official blend).
     """
     if out is None:
         out = frame.copy()
@@ -63,9 +72,17 @@ def paste_back(frame: np.ndarray, face: np.ndarray, idn_mask: np.ndarray, invers
     local = inverse.copy()
     local[:, 2] -= (x0, y0)  # warp straight into the box
     roi_size = (x1 - x0, y1 - y0)
-    warped_face = cv2.warpAffine(face.astype(np.float32, copy=False), local, roi_size, flags=cv2.INTER_LINEAR)
+    face = face.astype(np.float32, copy=False)
+    if detail > 0:
+        if crop is None or crop.shape != face.shape:
+            raise ValueError(f"detail > 0 needs the aligned target crop of the face's shape {face.shape}")
+        face = cv2.GaussianBlur(face - crop.astype(np.float32), (0, 0), detail)  # the change, low band only
+    warped_face = cv2.warpAffine(face, local, roi_size, flags=cv2.INTER_LINEAR)
     warped_mask = cv2.warpAffine(blend_mask(idn_mask), local, roi_size, flags=cv2.INTER_LINEAR)[..., None]
     region = frame[y0:y1, x0:x1].astype(np.float32)
-    blended = warped_face * warped_mask + region * (1.0 - warped_mask)
+    if detail > 0:
+        blended = region + warped_mask * warped_face
+    else:
+        blended = warped_face * warped_mask + region * (1.0 - warped_mask)
     out[y0:y1, x0:x1] = np.clip(blended, 0, 255).astype(np.uint8)  # truncation, as the official code
     return out

@@ -12,6 +12,8 @@ from .idn import IDN
 from .iin import IIN
 from .irse import IRSEResNet, l2_normalize
 
+MAX_PASTE_DETAIL = 8.0  # crop pixels: the largest detail a paste keeps (Swapper(detail=) and manifests)
+
 
 @dataclass
 class FaceSwapModels:
@@ -20,6 +22,9 @@ class FaceSwapModels:
     identity: IRSEResNet
     iin: IIN
     idn: IDN
+    # crop pixels of the target's own detail the paste should keep (Swapper(detail=)): weights
+    # trained with it (train config keep_target_detail) expect it; 0 for the official ones
+    paste_detail: float = 0.0
 
     @classmethod
     def random(cls, seed: int = 0) -> "FaceSwapModels":

@@ -57,6 +57,7 @@ class TrainConfig:
     lambda_detail: float = 0.0  # high-pass band of the result vs the target's, inside the face (see losses.detail_loss)
     detail_sigma: float = 1.5  # the Gaussian that splits low from high band (crop pixels)
     distill_lowpass: bool = False  # distillation L1 on the low band only (the high band is the target's)
+    keep_target_detail: float = 0.0  # losses see the result with the target's band finer than this (crop px), as Swapper(detail=) pastes it (0: off)
     second_identity: str = ""  # a second identity net in the loss ("faceres"); eval keeps another one out
     lambda_id_second: float = 0.0  # its 1 - cos(source, result) weight
     gan_start: int = 0  # step at which the adversarial loss starts
@@ -122,8 +123,8 @@ class TrainConfig:
         if self.second_identity and self.second_identity not in SECOND_IDENTITY_NETS:
             raise MfsError(f"config: second_identity must be one of {', '.join(SECOND_IDENTITY_NETS)}, "
                            f"got {self.second_identity!r}")
-        if self.detail_sigma <= 0:
-            raise MfsError("config: detail_sigma must be > 0")
+        if self.detail_sigma <= 0 or self.keep_target_detail < 0:
+            raise MfsError("config: detail_sigma must be > 0 and keep_target_detail >= 0")
         if self.lr_schedule not in LR_SCHEDULES:
             raise MfsError(f"config: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         return self

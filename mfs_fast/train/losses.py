@@ -98,6 +98,12 @@ def high_pass(images: Tensor, sigma: float) -> Tensor:
     return images - gaussian_blur(images, sigma)
 
 
+def with_target_detail(result: Tensor, target: Tensor, mask: Tensor, sigma: float) -> Tensor:
+    """``target + mask * blur(result - target)``: the result as Swapper(detail=sigma) pastes it
+    (mfs_fast/face/paste.py), its band finer than ``sigma`` crop pixels taken from the target."""
+    return target + mask * gaussian_blur(result - target, sigma)
+
+
 def detail_loss(result: Tensor, target: Tensor, face_mask: Tensor, sigma: float) -> Tensor:
     """Per sample mean |high_pass(result) - high_pass(target)| over the face hull (N x 1 x H x W)."""
     diff = (high_pass(result, sigma) - high_pass(target, sigma)).abs().mean(dim=1, keepdim=True)

@@ -32,6 +32,7 @@ from .losses import (
     per_sample_l1,
     perceptual_loss,
     weak_mask_loss,
+    with_target_detail,
 )
 from .student import inject_features, new_student, set_train_mode, swap_group, trainable_modules
 from .prefetch import Prefetcher, prepare_step
@@ -222,6 +223,7 @@ class StudentTrainer:
             error = torch.cat([e.flatten() for e in errors])
             provenance["storage_error_vs_fp32"] = {"max_abs": float(error.max()), "mean_abs": float(error.mean()),
                                                    "on": "probe swaps, RGB in [0, 1]"}
+        self.student.paste_detail = self.config.keep_target_detail  # trained for that paste: the Swapper's default
         save_weights(self.student, folder, provenance=provenance, storage=self.config.export_storage)
         return folder
 
@@ -274,6 +276,8 @@ class StudentTrainer:
                     teacher_out.append(taught.to(device))
                     teacher_rows.append(rows + sum(len(t) for t in targets[:-1]))
             result, mask, target = torch.cat(results), torch.cat(masks), torch.cat(targets)
+            if config.keep_target_detail:  # train what the Swapper will show: the target's fine detail kept
+                result = with_target_detail(result.float(), target.float(), mask.float(), config.keep_target_detail)
             face_mask, recon = torch.cat(face_masks), torch.cat(recon).float()
             pixel = torch.cat(pixel).float()  # pixel losses only where the target is sharp enough
             source_embedding = torch.cat(source_ids)

@@ -64,7 +64,7 @@ def python_path(swapper: Swapper, frame: np.ndarray) -> np.ndarray:
         swapper.core = core
 
 
-def python_reference(swapper: Swapper, frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+def python_reference(swapper: Swapper, frame: np.ndarray, landmarks: np.ndarray, detail: float = 0.0) -> np.ndarray:
     """align_face + the backend's IDN + paste_back, face after face (the Python pipeline)."""
     aligned = [align_face(frame, lm, swapper.size) for lm in landmarks]
     batch = np.stack([a.crop for a in aligned])[..., ::-1].astype(np.float32) * np.float32(1.0 / 255.0)
@@ -72,7 +72,7 @@ def python_reference(swapper: Swapper, frame: np.ndarray, landmarks: np.ndarray)
     result = frame.copy()
     for i, a in enumerate(aligned):
         bgr = faces[i].transpose(1, 2, 0)[..., ::-1] * np.float32(255.0)
-        paste_back(result, bgr, masks[i, 0], a.inverse, out=result)
+        paste_back(result, bgr, masks[i, 0], a.inverse, out=result, crop=a.crop, detail=detail)
     return result
 
 
@@ -171,6 +171,31 @@ def test_each_kernel_set_matches(official_models, astronaut, landmarks, isa):
     faces = landmarks[None]
     got = core.swap(astronaut.copy(), faces)
     assert_within_one_level(got, python_reference(swapper, astronaut, faces))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("detail", [0.7, 1.5, 3.0])
+def test_detail_keeping_paste_matches_python(official_models, astronaut, landmarks, isa, detail):
+    """detail > 0: the core pastes the low band of each change, as paste_back(crop=, detail=)."""
+    from mfs_fast.backends.fused import FusedIDN
+    from mfs_fast.backends.pipeline_core import PipelineCore
+
+    core = PipelineCore(FusedIDN(official_models, threads=2, isa=isa), detail=detail)
+    swapper = Swapper(astronaut, official_models, backend=core.idn, detector=create_detector("blazeface"),
+                      detail=detail)
+    assert swapper.core.detail == pytest.approx(detail) and core.detail == pytest.approx(detail)
+    h, w = astronaut.shape[:2]
+    frame = np.ascontiguousarray(np.tile(astronaut, (1, 2, 1)))
+    faces = np.stack([landmarks, landmarks + np.float32((w, 0)), landmarks + np.float32((w + 30, 20))])
+    expected = python_reference(swapper, frame, faces, detail=detail)
+    got = core.swap(frame.copy(), faces)
+    assert_within_one_level(got, expected)
+    plain = python_reference(swapper, frame, faces)
+    assert np.abs(got.astype(int) - plain).max() > 20  # it is not the official blend
+    core.detail = 0.0
+    assert_within_one_level(core.swap(frame.copy(), faces), plain)
+    with pytest.raises(ValueError, match="detail"):
+        core.detail = -1.0
 
 
 # ------------------------------------------------------------------------------ in place / out

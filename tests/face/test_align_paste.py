@@ -109,3 +109,28 @@ def test_round_trip_restores_the_face(scene):
     a = out[centre].astype(float).ravel()
     b = frame[centre].astype(float).ravel()
     assert np.corrcoef(a, b)[0, 1] > 0.3
+
+
+def test_detail_keeps_the_frames_texture_and_takes_the_faces_low_band(scene):
+    """detail > 0: a face that is the target plus a smooth change pastes as frame + that change;
+    the frame's own texture (noise here) survives, where the official blend resamples it twice."""
+    frame, aligned, _, _ = scene
+    frame = frame // 2 + 64  # texture of +-64 levels around mid-grey: nothing clips below
+    aligned = align_face(frame, apply(aligned.inverse, template(224)), 224)
+    full_mask = np.ones((224, 224), np.float32)
+    yy, xx = np.mgrid[:224, :224]
+    smooth = (40.0 * np.exp(-((xx - 112) ** 2 + (yy - 112) ** 2) / (2 * 60.0**2))).astype(np.float32)
+    face = aligned.crop.astype(np.float32) - smooth[..., None]  # darker in the middle, same texture
+    kept = paste_back(frame, face, full_mask, aligned.inverse, crop=aligned.crop, detail=1.5)
+    official = paste_back(frame, face, full_mask, aligned.inverse)
+    x0, y0, x1, y1 = footprint_box(aligned.inverse, 224, frame.shape)
+    cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
+    centre = (slice(cy - 8, cy + 8), slice(cx - 8, cx + 8))
+    drop = frame[centre].astype(float) - kept[centre].astype(float)
+    assert 25 < drop.mean() < 45  # the change arrived (40 at the very centre)
+    # texture: kept minus its mean drop is the frame; the official paste is far from it
+    kept_error = np.abs(drop - drop.mean()).mean()
+    official_error = np.abs(frame[centre].astype(float) - official[centre] - drop.mean()).mean()
+    assert kept_error < 3 and official_error > 4 * kept_error
+    with pytest.raises(ValueError, match="crop"):
+        paste_back(frame, face, full_mask, aligned.inverse, detail=1.5)
