@@ -33,13 +33,13 @@ def main() -> None:
     detector = create_detector("blazeface")
     (face,) = detector.detect(frame)
     print(f"1280x720 frame, one face, {args.repeat} runs each (alternating); median ms")
-    print(f"{'threads':>7} | {'python path':>11} | {'core':>7} | speed-up | core stages (copy / warp / idn / mask / paste)")
+    print(f"{'threads':>7} | {'python path':>11} | {'core':>7} | speed-up | core stages (copy / warp / idn / mask / detail / paste)")
     for threads in args.threads:
         cv2.setNumThreads(threads)
         swapper = Swapper(frame, models, backend=FusedIDN(models, threads=threads), detector=detector)
         core = swapper.core
         times = {"python": [], "core": []}
-        stages = {name: [] for name in ("copy", "warp", "idn", "mask", "paste")}
+        stages = {name: [] for name in ("copy", "warp", "idn", "mask", "detail", "paste")}
         for i in range(args.repeat + 3):
             for mode in ("python", "core"):
                 swapper.core = core if mode == "core" else None
