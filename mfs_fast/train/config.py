@@ -57,6 +57,7 @@ class TrainConfig:
     lambda_detail: float = 0.0  # high-pass band of the result vs the target's, inside the face (see losses.detail_loss)
     detail_sigma: float = 1.5  # the Gaussian that splits low from high band (crop pixels)
     distill_lowpass: bool = False  # distillation L1 on the low band only (the high band is the target's)
+    lambda_colour: float = 0.0  # mean Lab colour of the result's eyes and skin vs the target's (see train/colour.py)
     keep_target_detail: float = 0.0  # losses see the result with the target's band finer than this (crop px), as Swapper(detail=) pastes it (0: off)
     second_identity: str = ""  # a second identity net in the loss ("faceres"); eval keeps another one out
     lambda_id_second: float = 0.0  # its 1 - cos(source, result) weight

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import MfsError
+from .colour import colour_regions, colour_shift_loss
 from .config import TrainConfig
 from .data import FaceCache, PairSampler, build_cache, load_prebuilt_cache
 from .discriminator import MultiScaleDiscriminator
@@ -305,6 +306,10 @@ class StudentTrainer:
             if config.lambda_detail:
                 losses["detail"] = detail_loss(result.float(), target, face_mask, config.detail_sigma).mean()
                 total = total + config.lambda_detail * losses["detail"]
+            if config.lambda_colour:  # the target's eye and skin colour kept (what eval's colour shift measures)
+                regions = torch.cat([colour_regions(g.target_points, config.size) for g in groups]).to(device)
+                losses["colour"] = colour_shift_loss(result, target, regions).mean()
+                total = total + config.lambda_colour * losses["colour"]
             if config.lambda_kernel:
                 losses["kernel"] = kernel_gain_loss(kernels)
                 total = total + config.lambda_kernel * losses["kernel"]
