@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_path, atomic_write
 from ..errors import CheckpointError
 from ..models import FaceSwapModels
 from ..models.bundle import MAX_PASTE_DETAIL
@@ -120,7 +119,7 @@ def _write_folder(folder: Path, stored: dict[str, dict[str, torch.Tensor]], mani
     sharded = any("shards" in entry for entry in files.values())
     manifest = {**manifest, "files": files, "version": SHARDED_FORMAT_VERSION if sharded else FORMAT_VERSION}
     text = json.dumps(manifest, indent=1, sort_keys=True)
-    _atomic_write(folder / MANIFEST, lambda tmp: tmp.write_text(text))
+    atomic_write(folder / MANIFEST, text)
     current = set(stored_files(manifest))
     for path in folder.iterdir():
         if path.name not in current and any(_is_layout_of(path.name, name) for name in stored):
@@ -144,7 +143,8 @@ def _write_file(folder: Path, name: str, tensors: dict[str, torch.Tensor], max_f
     for index, keys in enumerate(groups, start=1):
         path = folder / (name if len(groups) == 1 else shard_name(name, index, len(groups)))
         part = {k: tensors[k] for k in keys}
-        _atomic_write(path, lambda tmp: save_file(part, str(tmp)))
+        with atomic_path(path) as tmp:
+            save_file(part, str(tmp))
         size = path.stat().st_size
         if max_file_bytes and size > max_file_bytes:  # the header estimate below is generous: a bug if seen
             raise CheckpointError(f"{path} came out at {size} bytes, over the limit of {max_file_bytes}")
@@ -330,15 +330,3 @@ def _is_shard_list(shards) -> bool:
         isinstance(shard, dict) and isinstance(shard.get("sha256"), str) and isinstance(shard.get("file"), str)
         and shard["file"] == Path(shard["file"]).name and shard["file"] not in ("", ".", "..", MANIFEST)
         for shard in shards)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write via a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

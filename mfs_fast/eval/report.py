@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import MfsError
 from .runner import EvalResult, Sample
 
@@ -38,17 +37,6 @@ TEMPORAL = (
     ("landmark_jitter_result", "jitter result", "{:.4f}"),
     ("landmark_jitter_target", "jitter target", "{:.4f}"),
 )
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _json_ready(value):
@@ -121,10 +109,10 @@ def write_report(result: EvalResult, folder: str | Path) -> list[Path]:
         raise MfsError(f"output {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "metrics.json", out / "metrics.md", out / "samples.png"]
-    _atomic_write(paths[0], (json.dumps(_json_ready(result.metrics), indent=2) + "\n").encode())
-    _atomic_write(paths[1], markdown_table(result.metrics).encode())
+    atomic_write(paths[0], (json.dumps(_json_ready(result.metrics), indent=2) + "\n").encode())
+    atomic_write(paths[1], markdown_table(result.metrics).encode())
     ok, png = cv2.imencode(".png", samples_grid(result.samples, list(result.metrics["methods"])))
     if not ok:
         raise MfsError("could not encode samples.png")
-    _atomic_write(paths[2], png.tobytes())
+    atomic_write(paths[2], png.tobytes())
     return paths

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomic import atomic_path, atomic_write
 from ..errors import MfsError
 from ..face.mesh_warp import crop_mesh_points, hull_mask
 
@@ -112,16 +112,10 @@ def build_cache(folders: list[str], cache: str | Path, size: int = 224, holdout:
     if not entries:
         raise MfsError(f"no faces found in the {len(files)} files of {', '.join(folders)}")
     for name, blob in (("crops.bin", crops), ("masks.bin", masks)):
-        tmp = folder / f".{name}.tmp"
-        tmp.write_bytes(bytes(blob))
-        os.replace(tmp, folder / name)
-    tmp = folder / ".points.npy.tmp"
-    with tmp.open("wb") as f:
+        atomic_write(folder / name, bytes(blob))
+    with atomic_path(folder / "points.npy") as path, path.open("wb") as f:
         np.save(f, np.stack(points).astype(np.float32))
-    os.replace(tmp, folder / "points.npy")
-    tmp = folder / ".index.json.tmp"
-    tmp.write_text(json.dumps({"key": key, "size": size, "entries": entries}))
-    os.replace(tmp, index_path)
+    atomic_write(index_path, json.dumps({"key": key, "size": size, "entries": entries}))  # last: marks the cache complete
     return CacheInfo(folder, entries)
 
 

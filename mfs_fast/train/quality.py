@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..atomic import atomic_path
 from ..errors import MfsError
 
 SNAPSHOT_DIR = re.compile(r"step_(\d+)$")
@@ -81,9 +82,8 @@ def save_quality_model(model: QualityRegressor, path: str | Path) -> None:
     from safetensors.torch import save_file
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
 
 
 def load_quality_model(path: str | Path) -> QualityRegressor:

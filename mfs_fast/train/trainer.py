@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomic import atomic_path
 from ..errors import MfsError
 from .colour import colour_regions, colour_shift_loss
 from .config import TrainConfig
@@ -55,9 +55,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _to_bgr(image: torch.Tensor) -> np.ndarray:
@@ -400,8 +399,8 @@ class StudentTrainer:
         folder = self.output / "samples"
         folder.mkdir(exist_ok=True)
         path = folder / f"step_{self.step:07d}.png"
-        cv2.imwrite(str(path.with_suffix(".tmp.png")), grid)
-        os.replace(path.with_suffix(".tmp.png"), path)
+        with atomic_path(path, tag="png") as tmp:
+            cv2.imwrite(str(tmp), grid)
         return path
 
     def write_snapshot(self) -> Path:
