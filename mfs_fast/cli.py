@@ -94,8 +94,8 @@ def _cmd_swap(args: argparse.Namespace) -> None:
         _swap_aligned(args)
         return
     from .face.detectors import create_detector
-    from .image_io import check_image_file, output_format, read_image, refuse_inputs, write_image
-    from .video import _container_for, media_kind
+    from .media import check_image_file, media_kind, output_format, read_image, refuse_inputs, write_image
+    from .media.probe import _container_for
 
     # everything a user can get wrong is checked before the (slow) models load
     inputs = tuple(p for p in (args.source, args.target, args.reference) if p is not None)
@@ -158,7 +158,7 @@ def _print_summary(swapper, output) -> None:
 def _swap_aligned(args: argparse.Namespace) -> None:
     from .aligned import swap_aligned
     from .checkpoints import load_weights
-    from .image_io import output_format, read_bgr, refuse_inputs, write_image
+    from .media import output_format, read_bgr, refuse_inputs, write_image
     from .weights import load_starter_weights
 
     inputs = (args.source, args.target)

@@ -56,7 +56,7 @@ def run_demo(output: str | Path, target: str | Path | None = None, weights: str 
              source: str | Path | None = None) -> list[Path]:
     """Swap ``source`` (default: Grace Hopper) onto ``target`` (default: Eileen Collins); returns
     the files written."""
-    from .image_io import read_bgr, write_image
+    from .media import read_bgr, write_image
     from .pipeline import Swapper
 
     chosen = choose_weights(weights)

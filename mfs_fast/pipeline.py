@@ -25,7 +25,7 @@ from .face.align import alignment_matrix
 from .face.select import FaceSelector, check_policy, check_similarity
 from .face.tracking import check_every
 from .identity.base import IdentityEncoder
-from .image_io import check_bgr_image, read_bgr
+from .media import check_bgr_image, read_bgr
 from .models import FaceSwapModels, IdentityWeights
 from .models.bundle import MAX_PASTE_DETAIL
 
@@ -229,7 +229,7 @@ class Swapper:
     def swap_video(self, src: str | Path, dst: str | Path, every: int = 5, progress: bool = True,
                    smooth: bool = True):
         """Swap a whole video: same fps and size, audio copied, written atomically."""
-        from .video import probe_video, transcode
+        from .media import probe_video, transcode
 
         check_every(every)  # before the video is opened
         info = probe_video(src)

@@ -31,7 +31,7 @@ TILE = 200
 def _target_frame(name: str) -> np.ndarray:
     path = DATA / (name if "/" in name else f"images/{name}")
     if path.suffix == ".mp4":
-        from mfs_fast.video import read_frames
+        from mfs_fast.media import read_frames
 
         reader = read_frames(path)
         try:
@@ -64,7 +64,7 @@ def main() -> int:
         return 2
     from mfs_fast import Swapper
     from mfs_fast.face import create_detector
-    from mfs_fast.image_io import write_image
+    from mfs_fast.media import write_image
 
     detector = create_detector("blazeface")
     targets = [_target_frame(t) for t in TARGETS]

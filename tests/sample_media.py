@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mfs_fast.video import ffmpeg_exe
+from mfs_fast.media import ffmpeg_exe
 
 
 def exif_bytes(orientation: int = 1, thumbnail: bytes = b"") -> bytes:

@@ -23,7 +23,7 @@ from conftest import without_root_powers as _without_root_powers
 from sample_media import huge_headers
 
 from mfs_fast.cli import main
-from mfs_fast.video import VideoWriter
+from mfs_fast.media import VideoWriter
 
 
 def _face_photo(size: int = 256) -> np.ndarray:

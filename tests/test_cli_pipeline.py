@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import _astronaut_bgr
-from mfs_fast.video import VideoWriter, ffmpeg_exe, probe_video, read_frames
+from mfs_fast.media import VideoWriter, ffmpeg_exe, probe_video, read_frames
 from sample_media import audio_md5
 
 FRAMES = 24

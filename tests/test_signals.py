@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfs_fast.video import ffmpeg_exe, transcode
+from mfs_fast.media import ffmpeg_exe, transcode
 
 CHILD = """
 import sys, time
 from mfs_fast.signals import Terminated, terminate_raises_interrupt
-from mfs_fast.video import transcode
+from mfs_fast.media import transcode
 
 def slow(frame, seen=[0]):
     seen[0] += 1

@@ -19,9 +19,8 @@ import numpy as np
 
 from ..errors import MfsError, NoFaceError
 from ..face import FaceDetector
-from ..image_io import read_bgr
 from ..identity import IdentityEncoder
-from ..video import media_kind, probe_video, read_frames
+from ..media import media_kind, probe_video, read_bgr, read_frames
 from .appearance import appearance
 from .expression import ExpressionMeter
 from .measure import FaceMeasure, FaceMeasurer

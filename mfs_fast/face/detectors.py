@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import MfsError
-from ..image_io import check_bgr_image
+from ..media import check_bgr_image
 from ..registry import Note, Probe, Registry, always_available
 from .blazeface import BlazeFace
 from .scrfd import SCRFDDetector

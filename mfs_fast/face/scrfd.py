@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import MfsError
-from ..image_io import check_bgr_image
+from ..media import check_bgr_image
 from .types import Face
 
 MODEL_ENV = "MFS_FAST_SCRFD_MODEL"

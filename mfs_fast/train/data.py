@@ -68,7 +68,7 @@ def _frames_of(path: Path, stride: int, limit: int):
         if image is not None:
             yield 0, image
         return
-    from ..video import read_frames
+    from ..media import read_frames
 
     taken = 0
     for index, frame in enumerate(read_frames(path)):

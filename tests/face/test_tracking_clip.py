@@ -20,7 +20,7 @@ import torch
 
 from mfs_fast import Swapper
 from mfs_fast.face.detectors import create_detector
-from mfs_fast.video import VideoWriter, probe_video, read_frames
+from mfs_fast.media import VideoWriter, probe_video, read_frames
 
 from conftest import SHARED_ASSETS
 

@@ -30,8 +30,8 @@ import pytest
 from sample_media import exif_bytes, huge_headers
 
 from mfs_fast.errors import MfsError
-from mfs_fast.image_formats import ImageMetadata
-from mfs_fast.image_io import decode_image, write_image
+from mfs_fast.media import decode_image, write_image
+from mfs_fast.media.image_formats import ImageMetadata
 
 SCALE = float(os.environ.get("MFS_FUZZ_SCALE", "1"))
 CASE_SECONDS = 20.0  # a case slower than this is a hang
@@ -175,7 +175,7 @@ def test_fuzz_image_reader(seed, capsys):
 
 @pytest.fixture(scope="module")
 def small_clip(tmp_path_factory) -> bytes:
-    from mfs_fast.video import ffmpeg_exe
+    from mfs_fast.media import ffmpeg_exe
 
     path = tmp_path_factory.mktemp("clip") / "clip.mp4"
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
@@ -196,7 +196,7 @@ def _huge_mp4_dimensions(data: bytes) -> bytes:
 
 
 def test_fuzz_video_probe_and_reader(seed, small_clip, tmp_path, capsys):
-    from mfs_fast.video import probe_video, read_frames
+    from mfs_fast.media import probe_video, read_frames
 
     def probe_and_read(data: bytes) -> None:
         path = tmp_path / "fuzz.mp4"

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from mfs_fast.errors import ImageError
-from mfs_fast.image_formats import ImageMetadata, looks_like_text, read_header
-from mfs_fast.image_io import check_image_file, read_bgr, read_image, write_image
+from mfs_fast.media import check_image_file, read_bgr, read_image, write_image
+from mfs_fast.media.image_formats import ImageMetadata, looks_like_text, read_header
 from sample_media import exif_bytes, huge_headers, png_with_size
 
 

@@ -27,7 +27,7 @@ from sample_media import audio_md5, ffmpeg
 from conftest import without_root_powers as _without_root_powers
 
 from mfs_fast.errors import ImageError, MediaError, VideoError
-from mfs_fast.video import (VideoInfo, VideoWriter, ffmpeg_exe, media_kind, probe_video, read_frames,
+from mfs_fast.media import (VideoInfo, VideoWriter, ffmpeg_exe, media_kind, probe_video, read_frames,
                             transcode)
 
 ASSET_VIDEOS = SHARED_ASSETS / "videos"
@@ -247,7 +247,7 @@ LOCKED_FOLDER = """
 import os, sys
 import numpy as np
 from mfs_fast.errors import VideoError
-from mfs_fast.video import VideoWriter
+from mfs_fast.media import VideoWriter
 
 folder, case = sys.argv[1], sys.argv[2]
 frame = np.zeros((48, 64, 3), np.uint8)

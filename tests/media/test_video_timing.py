@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfs_fast.video import VideoWriter, ffmpeg_exe, probe_video, read_timed_frames, transcode
+from mfs_fast.media import VideoWriter, ffmpeg_exe, probe_video, read_timed_frames, transcode
 
 # three segments at 24, 30 and 15 fps, 1.5 s each: 36 + 45 + 23 frames, like a phone's variable rate
 SEGMENTS = "[a][b][c]concat=n=3:v=1:a=0"

@@ -1,6 +1,6 @@
 """Image files at the byte level: format sniffing, sizes and completeness from the headers, and the
 ICC profile and EXIF read from and written into JPEG and PNG containers. No pixel is decoded here
-(that is :mod:`mfs_fast.image_io`), so everything here is cheap and allocates nothing large.
+(that is :mod:`mfs_fast.media.image`), so everything here is cheap and allocates nothing large.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import ImageError
+from ..errors import ImageError
 
 PathLike = str | os.PathLike
 IMAGE_FORMATS = ("png", "jpeg", "bmp", "tiff", "webp", "gif")

@@ -1,7 +1,7 @@
 """Reading and writing images so that nothing changes silently.
 
 Decisions (the CLI's behaviour; see also docs/robustness.md; the byte-level container work,
-headers, completeness checks and ICC/EXIF, is in :mod:`mfs_fast.image_formats`):
+headers, completeness checks and ICC/EXIF, is in :mod:`mfs_fast.media.image_formats`):
 
 * **Formats by content.** PNG, JPEG, BMP, TIFF, WebP and GIF are recognised by their magic
   bytes, never by the file name. A file that is none of them is "not an image", and the error
@@ -11,7 +11,7 @@ headers, completeness checks and ICC/EXIF, is in :mod:`mfs_fast.image_formats`):
   BMP/WebP/TIFF/GIF files shorter than their headers say all raise :class:`ImageError` (the
   CLI exits 2). A truncated JPEG would otherwise decode with a grey lower half.
 * **Size is checked from the header** before anything is decoded: over
-  :func:`~mfs_fast.image_formats.max_image_pixels` (default 128 megapixels, ``MFS_FAST_MAX_IMAGE_PIXELS`` to change)
+  :func:`~mfs_fast.media.image_formats.max_image_pixels` (default 128 megapixels, ``MFS_FAST_MAX_IMAGE_PIXELS`` to change)
   is an :class:`ImageError`, so a 100000 x 100000 header allocates nothing.
 * **What the swap did not touch stays bit-identical.** :func:`read_image` keeps the stored
   pixels; the swapper works on an 8-bit upright BGR copy (:attr:`ImageFile.bgr`), and
@@ -43,8 +43,8 @@ from typing import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
-from .atomic import PendingFile
-from .errors import ImageError
+from ..atomic import PendingFile
+from ..errors import ImageError
 from .image_formats import (ImageHeader, ImageMetadata, exif_orientation, exif_without_thumbnail, read_header,
                             with_metadata)
 

@@ -14,7 +14,7 @@ Decisions (see also each function):
   from the same ffmpeg process (``-stats_enc_pre``: one line per frame, flushed as it goes), on a
   timeline that starts at the file's start time (ffmpeg's usual zero point, shared with the audio).
   :class:`VideoWriter` takes those timestamps and pipes the frames to the encoder as a small
-  Matroska stream (:mod:`mfs_fast.mkv_stream`), because raw video on a pipe has no timestamps
+  Matroska stream (:mod:`mfs_fast.media.mkv_stream`), because raw video on a pipe has no timestamps
   and would be re-timed at a constant rate, putting variable-rate (phone) clips out of sync with
   their audio. The encoder's time base is a multiple of the source's, so timestamps come out
   exact: variable rate in, the same variable rate out; constant rate in, the same exact rational
@@ -69,10 +69,10 @@ import cv2
 import numpy as np
 
 from . import mkv_stream
-from .atomic import PendingFile
-from .errors import ImageError, MediaError, VideoError
+from ..atomic import PendingFile
+from ..errors import ImageError, MediaError, VideoError
 from .image_formats import image_format as _image_format, looks_like_text, not_an_image
-from .image_io import check_image_file
+from .image import check_image_file
 
 PathLike = str | os.PathLike
 
@@ -222,7 +222,7 @@ def media_kind(path: PathLike) -> Literal["image", "video"]:
     """Whether ``path`` holds an image or a video, judged by its bytes, never by its name.
 
     Images are recognised by magic bytes and checked to be complete and of a sane size
-    (:func:`~mfs_fast.image_io.check_image_file`); anything else but text is asked of ffmpeg.
+    (:func:`~mfs_fast.media.image.check_image_file`); anything else but text is asked of ffmpeg.
     Raises :class:`MediaError` (missing, empty, unrecognised), :class:`ImageError` (image header but
     damaged, or an image format this project does not read) or :class:`VideoError` (a video
     container ffmpeg cannot open, e.g. truncated).
