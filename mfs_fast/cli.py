@@ -95,7 +95,7 @@ def _cmd_swap(args: argparse.Namespace) -> None:
         return
     from .face.detectors import create_detector
     from .media import check_image_file, media_kind, output_format, read_image, refuse_inputs, write_image
-    from .media.probe import _container_for
+    from .media.writer import _container_for
 
     # everything a user can get wrong is checked before the (slow) models load
     inputs = tuple(p for p in (args.source, args.target, args.reference) if p is not None)

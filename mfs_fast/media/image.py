@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 
 from ..atomic import PendingFile
-from ..errors import ImageError
+from ..errors import ImageError, MediaError
 from .image_formats import (ImageHeader, ImageMetadata, exif_orientation, exif_without_thumbnail, read_header,
                             with_metadata)
 
@@ -307,15 +307,16 @@ def write_image(path: PathLike, image: np.ndarray, inputs: Iterable[PathLike] = 
     return path
 
 
-def refuse_inputs(path: PathLike, inputs: Iterable[PathLike]) -> None:
-    """ImageError when ``path`` is one of ``inputs`` (after resolving links) or a folder."""
+def refuse_inputs(path: PathLike, inputs: Iterable[PathLike], error: type[MediaError] = ImageError) -> None:
+    """``error`` when ``path`` is one of ``inputs`` (after resolving links, so links and ../ tricks
+    count) or a folder; :class:`~mfs_fast.media.writer.VideoWriter` refuses with VideoError."""
     path = Path(path)
     if path.is_dir():
-        raise ImageError(f"output {path} is a folder; give a file name")
+        raise error(f"output {path} is a folder; give a file name")
     target = path.resolve()
     for source in inputs:
         if Path(source).resolve() == target:
-            raise ImageError(f"refusing to overwrite the input {source}; choose another output path")
+            raise error(f"refusing to overwrite the input {source}; choose another output path")
 
 
 def write_atomically(path: PathLike, data: bytes) -> None:
