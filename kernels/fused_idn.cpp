@@ -15,11 +15,6 @@ std::unique_ptr<float[], void (*)(void*)> alloc_scratch(std::size_t floats) {
 
 namespace {
 
-void expect_size(const std::vector<float>& v, std::size_t n, const std::string& name) {
-    if (v.size() != n)
-        throw std::invalid_argument(name + " must have " + std::to_string(n) + " values, got " + std::to_string(v.size()));
-}
-
 std::vector<float> packed(const float* w, int M, int K) {
     std::vector<float> out(packed_size(M, K));
     pack_weights(w, M, K, out.data());
@@ -31,26 +26,10 @@ std::vector<float> packed(const float* w, int M, int K) {
 FusedIDNEngine::FusedIDNEngine(int height, int width, HeadWeights heads, const std::vector<const float*>& bases,
                                const KernelTable* kernels)
     : H_(height), W_(width), k_(kernels), heads_(std::move(heads)) {
-    if (H_ <= 0 || W_ <= 0 || H_ % 32 || W_ % 32)
-        throw std::invalid_argument("IDN input sides must be positive multiples of 32 (5 stride-2 stages), got " +
-                                    std::to_string(H_) + "x" + std::to_string(W_));
+    check_idn_size(H_, W_);
     if (!k_) throw std::invalid_argument("no kernel set");
-    for (int i = 0; i < IDN_MASK; ++i) {
-        const int C = MASK_CH[i], M = MASK_CH[i + 1], s = i;
-        expect_size(heads_.mask_dw[s], std::size_t(C) * 9, "mask." + std::to_string(i) + ".depthwise");
-        expect_size(heads_.mask_dw_bias[s], C, "mask." + std::to_string(i) + ".depthwise_bias");
-        expect_size(heads_.mask_pw[s], std::size_t(M) * C, "mask." + std::to_string(i) + ".pointwise");
-        expect_size(heads_.mask_pw_bias[s], M, "mask." + std::to_string(i) + ".pointwise_bias");
-        mask_packed_[i] = packed(heads_.mask_pw[i].data(), M, C);
-    }
-    expect_size(heads_.mask_out_w, 2 * 9, "mask.out.weight");
-    expect_size(heads_.mask_out_b, 1, "mask.out.bias");
-    expect_size(heads_.final_w1, FINAL_HIDDEN * FINAL_IN, "final.0.weight");
-    expect_size(heads_.final_b1, FINAL_HIDDEN, "final.0.bias");
-    expect_size(heads_.final_w2, 3 * FINAL_HIDDEN * 9, "final.1.weight");
-    expect_size(heads_.final_b2, 3, "final.1.bias");
-    expect_size(heads_.final_w3, 3 * 3 * 9, "final.2.weight");
-    expect_size(heads_.final_b3, 3, "final.2.bias");
+    check_head_weights(heads_);
+    for (int i = 0; i < IDN_MASK; ++i) mask_packed_[i] = packed(heads_.mask_pw[i].data(), MASK_CH[i + 1], MASK_CH[i]);
     final1_packed_ = packed(heads_.final_w1.data(), FINAL_HIDDEN, FINAL_IN);
 
     if (!bases.empty()) {
@@ -221,14 +200,7 @@ void FusedIDNEngine::plan(int threads) {
     while (static_cast<int>(scratch_.size()) < threads) scratch_.push_back(alloc_scratch(scratch_size_));
 }
 
-std::vector<std::string> FusedIDNEngine::stage_names() {
-    std::vector<std::string> names;
-    for (int l = 0; l < IDN_ENC; ++l) names.push_back("encoder." + std::to_string(l));
-    for (int l = 0; l < IDN_DEC; ++l) names.push_back("decoder." + std::to_string(l));
-    for (int l = 0; l < IDN_MASK; ++l) names.push_back("mask." + std::to_string(l));
-    names.push_back("head");
-    return names;
-}
+std::vector<std::string> FusedIDNEngine::stage_names() { return idn_stage_names(); }
 
 void FusedIDNEngine::run(const float* images, int n, float* faces, float* masks, int threads) {
     std::lock_guard<std::mutex> lock(mutex_);

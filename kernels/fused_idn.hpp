@@ -15,26 +15,13 @@
 #include <stdexcept>
 
 #include "common.hpp"
+#include "head_weights.hpp"
 #include "thread_pool.hpp"
 
 namespace mfs {
 
-constexpr int IDN_ENC = 5, IDN_DEC = 4, IDN_MASK = 5;
-constexpr std::array<int, 6> ENC_CH{3, 32, 64, 128, 256, 512};
-constexpr std::array<int, 4> DEC_IN{512, 512, 256, 128};
-constexpr std::array<int, 4> DEC_OUT{256, 128, 64, 32};
-constexpr std::array<int, 6> MASK_CH{512, 128, 64, 32, 8, 2};
-constexpr int FINAL_IN = 32, FINAL_HIDDEN = 8;
-
-// Fixed weights of the two heads, BatchNorm folded (row-major, PyTorch shapes flattened).
-struct HeadWeights {
-    std::array<std::vector<float>, IDN_MASK> mask_dw, mask_dw_bias;  // C x 9, C
-    std::array<std::vector<float>, IDN_MASK> mask_pw, mask_pw_bias;  // M x C, M
-    std::vector<float> mask_out_w, mask_out_b;                       // 1 x 2 x 9, 1
-    std::vector<float> final_w1, final_b1;                           // 8 x 32, 8
-    std::vector<float> final_w2, final_b2;                           // 3 x 8 x 9, 3
-    std::vector<float> final_w3, final_b3;                           // 3 x 3 x 9, 3
-};
+// IDN_ENC, ENC_CH, ..., layer_in/out/taps and HeadWeights (the fixed weights of the two heads,
+// BatchNorm folded): head_weights.hpp, shared with the CUDA engine.
 
 // Per-identity arrays of one layer (pointers into caller memory, read during the call only).
 struct IdentityLayer {
@@ -74,9 +61,9 @@ public:
     const char* form() const { return factored_ ? "factored" : "modulated"; }
     const KernelTable& kernels() const { return *k_; }
 
-    static int layer_in(int layer) { return layer < IDN_ENC ? ENC_CH[layer] : DEC_IN[layer - IDN_ENC]; }
-    static int layer_out(int layer) { return layer < IDN_ENC ? ENC_CH[layer + 1] : DEC_OUT[layer - IDN_ENC]; }
-    static int layer_kernel(int layer) { return layer < IDN_ENC ? 16 : 9; }
+    static int layer_in(int layer) { return mfs::layer_in(layer); }
+    static int layer_out(int layer) { return mfs::layer_out(layer); }
+    static int layer_kernel(int layer) { return layer_taps(layer); }
 
 private:
     struct Plan {

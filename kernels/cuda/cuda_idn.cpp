@@ -36,11 +36,6 @@ void DeviceBuffer::upload(const float* host, std::size_t floats, std::size_t off
 
 namespace {
 
-void expect_size(const std::vector<float>& v, std::size_t n, const std::string& name) {
-    if (v.size() != n)
-        throw std::invalid_argument(name + " must have " + std::to_string(n) + " values, got " + std::to_string(v.size()));
-}
-
 DeviceBuffer uploaded(const std::vector<float>& v) {
     DeviceBuffer b(v.size());
     b.upload(v.data(), v.size());
@@ -77,31 +72,26 @@ float median(std::vector<float> v) {
 
 }  // namespace
 
+// ------------------------------------------------------------------------------------ head weights
+std::vector<float> packed_head_weights(const OutputHeadWeights& heads) {
+    std::vector<float> hw(HEAD_WEIGHTS);
+    std::copy(heads.final_w2.begin(), heads.final_w2.end(), hw.begin() + HEAD_W2);
+    std::copy(heads.final_b2.begin(), heads.final_b2.end(), hw.begin() + HEAD_B2);
+    std::copy(heads.final_w3.begin(), heads.final_w3.end(), hw.begin() + HEAD_W3);
+    std::copy(heads.final_b3.begin(), heads.final_b3.end(), hw.begin() + HEAD_B3);
+    std::copy(heads.mask_out_w.begin(), heads.mask_out_w.end(), hw.begin() + HEAD_WM);
+    hw[HEAD_BM] = heads.mask_out_b[0];
+    return hw;
+}
+
 // ------------------------------------------------------------------------------------ engine
 CudaIDNEngine::CudaIDNEngine(int height, int width, const HeadWeights& heads, const std::vector<const float*>& bases,
                              int device, bool graphs)
     : H_(height), W_(width), device_(device), graphs_(graphs) {
-    if (H_ <= 0 || W_ <= 0 || H_ % 32 || W_ % 32)
-        throw std::invalid_argument("IDN input sides must be positive multiples of 32 (5 stride-2 stages), got " +
-                                    std::to_string(H_) + "x" + std::to_string(W_));
+    check_idn_size(H_, W_);
     if (bases.size() != IDN_LAYERS)
         throw std::invalid_argument("bases: expected the 9 base pointwise kernels W (encoder 0-4, decoder 0-3)");
-    for (int i = 0; i < IDN_MASK; ++i) {
-        const int C = MASK_CH[i], M = MASK_CH[i + 1];
-        const std::string p = "mask." + std::to_string(i) + ".";
-        expect_size(heads.mask_dw[i], std::size_t(C) * 9, p + "depthwise");
-        expect_size(heads.mask_dw_bias[i], C, p + "depthwise_bias");
-        expect_size(heads.mask_pw[i], std::size_t(M) * C, p + "pointwise");
-        expect_size(heads.mask_pw_bias[i], M, p + "pointwise_bias");
-    }
-    expect_size(heads.mask_out_w, 2 * 9, "mask.out.weight");
-    expect_size(heads.mask_out_b, 1, "mask.out.bias");
-    expect_size(heads.final_w1, FINAL_HIDDEN * FINAL_IN, "final.0.weight");
-    expect_size(heads.final_b1, FINAL_HIDDEN, "final.0.bias");
-    expect_size(heads.final_w2, 3 * FINAL_HIDDEN * 9, "final.1.weight");
-    expect_size(heads.final_b2, 3, "final.1.bias");
-    expect_size(heads.final_w3, 3 * 3 * 9, "final.2.weight");
-    expect_size(heads.final_b3, 3, "final.2.bias");
+    check_head_weights(heads);
     int count = 0;
     MFS_CUDA_CHECK(cudaGetDeviceCount(&count));
     if (device < 0 || device >= count)
@@ -120,14 +110,7 @@ CudaIDNEngine::CudaIDNEngine(int height, int width, const HeadWeights& heads, co
         }
         final_w1_ = uploaded(heads.final_w1);
         final_b1_ = uploaded(heads.final_b1);
-        std::vector<float> hw(HEAD_WEIGHTS);
-        std::copy(heads.final_w2.begin(), heads.final_w2.end(), hw.begin() + HEAD_W2);
-        std::copy(heads.final_b2.begin(), heads.final_b2.end(), hw.begin() + HEAD_B2);
-        std::copy(heads.final_w3.begin(), heads.final_w3.end(), hw.begin() + HEAD_W3);
-        std::copy(heads.final_b3.begin(), heads.final_b3.end(), hw.begin() + HEAD_B3);
-        std::copy(heads.mask_out_w.begin(), heads.mask_out_w.end(), hw.begin() + HEAD_WM);
-        hw[HEAD_BM] = heads.mask_out_b[0];
-        head_w_ = uploaded(hw);
+        head_w_ = uploaded(packed_head_weights(heads));
         std::size_t total = 0;
         for (int l = 0; l < IDN_LAYERS; ++l) {
             base_[l] = DeviceBuffer(std::size_t(layer_out(l)) * layer_in(l));
@@ -208,14 +191,7 @@ void CudaIDNEngine::ensure_capacity(int n) {
     valid_images_ = 0;
 }
 
-std::vector<std::string> CudaIDNEngine::stage_names() {
-    std::vector<std::string> names;
-    for (int l = 0; l < IDN_ENC; ++l) names.push_back("encoder." + std::to_string(l));
-    for (int l = 0; l < IDN_DEC; ++l) names.push_back("decoder." + std::to_string(l));
-    for (int l = 0; l < IDN_MASK; ++l) names.push_back("mask." + std::to_string(l));
-    names.push_back("head");
-    return names;
-}
+std::vector<std::string> CudaIDNEngine::stage_names() { return idn_stage_names(); }
 
 // The 15 launches for n images, in stage_names() order. Pointers are those of the current
 // buffers (capacity >= n), so this is only called after ensure_capacity.

@@ -20,31 +20,19 @@
 #include <utility>
 #include <vector>
 
+#include "../head_weights.hpp"
 #include "blocks.cuh"
 
 namespace mfs {
 namespace cuda {
 
-constexpr int IDN_ENC = 5, IDN_DEC = 4, IDN_MASK = 5, IDN_LAYERS = 9, IDN_STAGES = IDN_ENC + IDN_DEC + IDN_MASK + 1;
-constexpr std::array<int, 6> ENC_CH{3, 32, 64, 128, 256, 512};
-constexpr std::array<int, 4> DEC_IN{512, 512, 256, 128};
-constexpr std::array<int, 4> DEC_OUT{256, 128, 64, 32};
-constexpr std::array<int, 6> MASK_CH{512, 128, 64, 32, 8, 2};
-constexpr int FINAL_IN = 32, FINAL_HIDDEN = 8;
+// IDN_ENC, IDN_LAYERS, ENC_CH, ..., layer_in/out/taps and HeadWeights (the fixed weights, BatchNorm
+// folded, row-major: the arrays of mfs_fast.fused.head_weights) are mfs's (../head_weights.hpp),
+// the same as the CPU engine's.
+constexpr int IDN_STAGES = IDN_ENC + IDN_DEC + IDN_MASK + 1;
 
-inline int layer_in(int l) { return l < IDN_ENC ? ENC_CH[l] : DEC_IN[l - IDN_ENC]; }
-inline int layer_out(int l) { return l < IDN_ENC ? ENC_CH[l + 1] : DEC_OUT[l - IDN_ENC]; }
-inline int layer_taps(int l) { return l < IDN_ENC ? 16 : 9; }
-
-// Fixed weights, BatchNorm folded, row-major (the arrays of mfs_fast.fused.head_weights).
-struct HeadWeights {
-    std::array<std::vector<float>, IDN_MASK> mask_dw, mask_dw_bias;  // C x 9, C
-    std::array<std::vector<float>, IDN_MASK> mask_pw, mask_pw_bias;  // M x C, M
-    std::vector<float> mask_out_w, mask_out_b;                       // 1 x 2 x 9, 1
-    std::vector<float> final_w1, final_b1;                           // 8 x 32, 8
-    std::vector<float> final_w2, final_b2;                           // 3 x 8 x 9, 3
-    std::vector<float> final_w3, final_b3;                           // 3 x 3 x 9, 3
-};
+// The output head's weights in the order launch_head reads them (HEAD_WEIGHTS floats, blocks.cuh).
+std::vector<float> packed_head_weights(const OutputHeadWeights& heads);
 
 // Owns one cudaMalloc'd float array.
 class DeviceBuffer {

@@ -26,8 +26,9 @@ from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-SOURCES = ("blocks.cu", "cuda_idn.cpp", "cuda_module.cpp")
-HEADERS = ("blocks.cuh", "cuda_compat.hpp", "cuda_emu.hpp", "cuda_idn.hpp", "../py_arrays.hpp")
+SOURCES = ("blocks.cu", "cuda_idn.cpp", "cuda_module.cpp", "bind/devices.cpp", "bind/blocks.cpp", "bind/fused_idn.cpp")
+HEADERS = ("blocks.cuh", "cuda_compat.hpp", "cuda_emu.hpp", "cuda_idn.hpp", "bind/bind.hpp", "../head_weights.hpp",
+           "../py_arrays.hpp", "../bind/idn_args.hpp")
 FLAGS = ("-std=c++17", "-O3", "-fPIC", "-DMFS_CUDA_EMULATE", "-Wall", "-Wextra", "-Wno-unknown-pragmas")
 MODULE = "_cuda_emu"
 
@@ -76,7 +77,7 @@ def build(out_dir: str | os.PathLike | None = None, jobs: int = 2, verbose: bool
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         objects, running = [], []
         for src in SOURCES:
-            obj = Path(tmp) / (src + ".o")
+            obj = Path(tmp) / (src.replace("/", "_") + ".o")
             cmd = [cxx, *_flags(), *includes, "-x", "c++", "-c", str(HERE / src), "-o", str(obj)]
             if verbose:
                 print(" ".join(cmd), flush=True)
