@@ -27,7 +27,8 @@ from .errors import (
     VideoError,
 )
 from .face import Face
-from .models import IDN, IIN, FaceSwapModels, IdentityWeights, IRSEResNet, PointwiseModulation
+from .identity.irse import IRSEResNet
+from .models import IDN, IIN, FaceSwapModels, IdentityWeights, PointwiseModulation
 from .pipeline import AlignedCrop, Swapper, SwapStats
 
 from ._version import __version__  # noqa: E402

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .models.irse import INPUT_SIZE
-
+# the official identity net's input: the aligned crop shrunk to 112 x 112 (IR-SE ArcFace)
+IDENTITY_INPUT_SIZE = 112
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1)
 
@@ -28,7 +28,7 @@ def bgr_to_tensor(image: np.ndarray) -> Tensor:
 
 def identity_input(aligned_bgr: np.ndarray) -> Tensor:
     """Aligned source crop (any square size, usually 224) -> identity-net input 1x3x112x112."""
-    small = cv2.resize(aligned_bgr, (INPUT_SIZE, INPUT_SIZE))
+    small = cv2.resize(aligned_bgr, (IDENTITY_INPUT_SIZE, IDENTITY_INPUT_SIZE))
     x = bgr_to_tensor(small).numpy()
     return torch.from_numpy((x - IMAGENET_MEAN) / IMAGENET_STD)
 

@@ -305,7 +305,7 @@ def test_int8_storage_changes_outputs_little(tmp_path):
     """The starter's storage, measured on fresh random weights: int8 IIN + fp16 rest vs fp32."""
     from mfs_fast.checkpoints import load_weights, save_weights
     from mfs_fast.models import IDN, IIN, FaceSwapModels
-    from mfs_fast.models.dlib_identity import DlibAdaptedIdentity
+    from mfs_fast.identity.dlib_adapter import DlibAdaptedIdentity
     from mfs_fast.train.student import swap_group
 
     models = FaceSwapModels(DlibAdaptedIdentity(), IIN(), IDN()).eval()
@@ -324,7 +324,7 @@ def test_identity_adapter_standardises_dlib_outputs_and_stores_the_statistics_fp
     adapter subtracts the faces' mean and divides by their spread, statistics saved exactly."""
     from mfs_fast.checkpoints import load_weights, save_weights
     from mfs_fast.models import IDN, IIN, FaceSwapModels
-    from mfs_fast.models.dlib_identity import DlibAdaptedIdentity
+    from mfs_fast.identity.dlib_adapter import DlibAdaptedIdentity
 
     identity = DlibAdaptedIdentity()
     common = torch.nn.functional.normalize(torch.randn(128), dim=0)
@@ -389,7 +389,8 @@ def test_starter_configs_load_and_stage2_starts_from_stage1():
 def test_iin_inject_many_matches_one_identity_at_a_time():
     """The batched injection (training) gives each identity the kernels the one-at-a-time IIN
     (inference) gives it, on fresh random inputs; BN in eval mode as in training."""
-    from mfs_fast.models import IIN, l2_normalize
+    from mfs_fast.identity.irse import l2_normalize
+    from mfs_fast.models import IIN
 
     torch.manual_seed(int(np.random.default_rng().integers(1 << 30)))
     iin = IIN().eval()

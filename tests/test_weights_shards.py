@@ -13,7 +13,7 @@ from mfs_fast import CheckpointError
 from mfs_fast.checkpoints import load_weights, save_weights
 from mfs_fast.checkpoints.native_format import MANIFEST, reshard_weights, stored_files
 from mfs_fast.models import IDN, IIN, FaceSwapModels
-from mfs_fast.models.dlib_identity import DlibAdaptedIdentity
+from mfs_fast.identity.dlib_adapter import DlibAdaptedIdentity
 
 STARTER = Path(__file__).resolve().parents[1] / "mfs_fast" / "weights" / "starter"
 LIMIT = 6 << 20  # int8: swap.safetensors (~21 MB, largest tensor 4 MiB) in several shards, identity whole

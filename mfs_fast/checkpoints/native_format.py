@@ -22,7 +22,9 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path, atomic_write
 from ..errors import CheckpointError
-from ..models import FaceSwapModels
+from ..identity.dlib_adapter import IDENTITY_KIND as DLIB_KIND, DlibAdaptedIdentity
+from ..identity.irse import IRSEResNet
+from ..models import IDN, IIN, FaceSwapModels
 from ..models.bundle import MAX_PASTE_DETAIL
 
 MANIFEST = "manifest.json"
@@ -226,10 +228,6 @@ def _read_stored(folder: Path, name: str, entry: dict) -> dict[str, torch.Tensor
 
 
 def _empty_models(identity_kind: str, source: Path) -> FaceSwapModels:
-    from ..models import IDN, IIN
-    from ..models.dlib_identity import IDENTITY_KIND as DLIB_KIND, DlibAdaptedIdentity
-    from ..models.irse import IRSEResNet
-
     kinds = {IRSE_KIND: IRSEResNet, DLIB_KIND: DlibAdaptedIdentity}
     if identity_kind not in kinds:
         raise CheckpointError(f"{source}: unknown identity net {identity_kind!r} (this build knows {', '.join(kinds)})")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import MfsError
+from ..preprocess import bgr_to_tensor
 from .types import Face
 
 if TYPE_CHECKING:
@@ -66,8 +67,6 @@ class FaceSelector:
     def set_reference_crop(self, aligned_bgr: np.ndarray) -> None:
         """The same from an already aligned crop (our 224 alignment), through ``encoder.embed``."""
         import torch
-
-        from ..preprocess import bgr_to_tensor
 
         if self.encoder is None:
             raise MfsError("reference matching needs an identity encoder")

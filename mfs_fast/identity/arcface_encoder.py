@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..face.align import alignment_matrix
-from ..models.irse import EMBEDDING_DIM, INPUT_SIZE, IRSEResNet
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .base import IdentityEncoder, IdentityFeatures
+from .irse import EMBEDDING_DIM, INPUT_SIZE, IRSEResNet
 
 
 class ArcFaceIdentityEncoder(IdentityEncoder):

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..identity.irse import IRSEResNet, l2_normalize
+from ..preprocess import identity_input
 from .identity_weights import IdentityWeights
 from .idn import IDN
 from .iin import IIN
-from .irse import IRSEResNet, l2_normalize
 
 MAX_PASTE_DETAIL = 8.0  # crop pixels: the largest detail a paste keeps (Swapper(detail=) and manifests)
 
@@ -42,8 +43,6 @@ class FaceSwapModels:
         prepare = getattr(self.identity, "prepare", None)
         if prepare is not None:
             return prepare(aligned_bgr)
-        from ..preprocess import identity_input
-
         return identity_input(aligned_bgr)
 
     @torch.no_grad()

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..identity.irse import INPUT_SIZE
 from .bundle import FaceSwapModels
-from .irse import INPUT_SIZE
 
 aten = torch.ops.aten
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..models import IDN, IIN, FaceSwapModels, l2_normalize
+from ..identity.dlib_adapter import DLIB_MAP, DlibAdaptedIdentity
+from ..identity.irse import l2_normalize
+from ..models import IDN, IIN, FaceSwapModels
 from ..models.identity_weights import IdentityWeights
-from ..models.dlib_identity import DLIB_MAP, DlibAdaptedIdentity
 
 
 def new_student(encoder) -> FaceSwapModels:

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import MfsError
-from ..models import FaceSwapModels, l2_normalize
+from ..identity.irse import l2_normalize
+from ..models import FaceSwapModels
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path
 from ..errors import MfsError
+from ..identity.dlib_adapter import DLIB_MAP
 from .colour import colour_regions, colour_shift_loss
 from .config import TrainConfig
 from .data import FaceCache, PairSampler, build_cache, load_prebuilt_cache
@@ -141,8 +142,6 @@ class StudentTrainer:
     def _standardise_identity_inputs(self, faces: int = STANDARDISE_FACES) -> None:
         """The adapter's input statistics from dlib outputs of up to ``faces`` cached faces
         (left at mean 0, spread 1 when the data holds too few people to estimate them)."""
-        from ..models.dlib_identity import DLIB_MAP
-
         if len(self.cache.by_identity) < STANDARDISE_MIN_PEOPLE:
             print(f"identity adapter inputs not standardised: {len(self.cache.by_identity)} people in the data, "
                   f"fewer than {STANDARDISE_MIN_PEOPLE}")

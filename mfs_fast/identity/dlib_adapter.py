@@ -2,7 +2,7 @@
 
 The IIN was designed for ArcFace's outputs (a 512-d embedding and a 512x7x7 map). Those
 weights cannot be had offline, so the project's own weights use the dlib ResNet port
-(:mod:`mfs_fast.identity`) and learn a small adapter from its outputs to the IIN's inputs:
+(:mod:`.dlib_encoder`) and learn a small adapter from its outputs to the IIN's inputs:
 
 - embedding: dlib's L2-normalised 128-d descriptor, standardised -> Linear(128, 512) -> the
   IIN's z_id (the IIN L2-normalises it again);
@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import STYLE_DIM
+from ..preprocess import bgr_to_tensor
+from .dlib_encoder import DlibIdentityEncoder
+from .irse import EMBEDDING_DIM as ARCFACE_DIM  # the IIN takes ArcFace's outputs: 512-d and 512 x 7 x 7
 
 DLIB_MAP = "256x4x4"
 IDENTITY_KIND = "dlib-adapter"
@@ -41,17 +43,15 @@ class DlibAdaptedIdentity(nn.Module):
     def __init__(self, encoder=None) -> None:
         super().__init__()
         if encoder is None:
-            from ..identity import DlibIdentityEncoder
-
             encoder = DlibIdentityEncoder()
         self.use_encoder(encoder)
         self.register_buffer("embedding_input_mean", torch.zeros(128))
         self.register_buffer("embedding_input_std", torch.ones(128))
         self.register_buffer("map_input_mean", torch.zeros(256, 1, 1))
         self.register_buffer("map_input_std", torch.ones(256, 1, 1))
-        self.embedding = nn.Linear(128, STYLE_DIM)
-        self.map_in = nn.Conv2d(256, STYLE_DIM, 1)
-        self.map_out = nn.Conv2d(STYLE_DIM, STYLE_DIM, 1)
+        self.embedding = nn.Linear(128, ARCFACE_DIM)
+        self.map_in = nn.Conv2d(256, ARCFACE_DIM, 1)
+        self.map_out = nn.Conv2d(ARCFACE_DIM, ARCFACE_DIM, 1)
 
     def use_encoder(self, encoder) -> None:
         """Set the dlib encoder, kept out of the module tree: not saved, not trained, not
@@ -60,8 +60,6 @@ class DlibAdaptedIdentity(nn.Module):
 
     def prepare(self, aligned_bgr: np.ndarray) -> Tensor:
         """Aligned BGR uint8 crop -> this net's input (RGB 1 x 3 x S x S in [0, 1])."""
-        from ..preprocess import bgr_to_tensor
-
         return bgr_to_tensor(aligned_bgr)
 
     @torch.no_grad()

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..preprocess import IDENTITY_INPUT_SIZE as INPUT_SIZE
+
 IRSE101_LAYERS = (3, 4, 23, 3)
 EMBEDDING_DIM = 512
-INPUT_SIZE = 112
 
 
 class SqueezeExcite(nn.Module):
