@@ -9,11 +9,11 @@ frame-to-frame step, in pixels.
 
 import argparse
 
-import cv2
 import numpy as np
 import skimage.data
 
 from mfs_fast.face import FaceTracker, create_detector, landmark_jitter
+from mfs_fast.preprocess import rgb_to_bgr
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=4.0, help="sensor noise sigma, 8-bit levels")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    base = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR).astype(np.float32)
+    base = rgb_to_bgr(skimage.data.astronaut()).astype(np.float32)
     frames = [np.clip(base + rng.normal(0, args.noise, base.shape), 0, 255).astype(np.uint8) for _ in range(args.frames)]
     detector = create_detector("blazeface")
     settings = {

@@ -20,6 +20,7 @@ from mfs_fast import Swapper
 from mfs_fast.face.detectors import create_detector
 from mfs_fast.backends.fused import FusedIDN
 from mfs_fast.models import FaceSwapModels
+from mfs_fast.preprocess import rgb_to_bgr
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     frame = np.full((720, 1280, 3), 40, np.uint8)
-    frame[104:616, 384:896] = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    frame[104:616, 384:896] = rgb_to_bgr(skimage.data.astronaut())
     models = FaceSwapModels.random(seed=0)
     detector = create_detector("blazeface")
     (face,) = detector.detect(frame)

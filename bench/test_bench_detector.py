@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mfs_fast.face.detectors import BlazeFaceDetector
+from mfs_fast.preprocess import rgb_to_bgr
 
 SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "images"
 FRAME_W, FRAME_H = 1280, 720
@@ -32,7 +33,7 @@ def detectors():
 def one_face_frame():
     import skimage.data
 
-    return _letterboxed(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    return _letterboxed(rgb_to_bgr(skimage.data.astronaut()))
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,12 @@ from mfs_fast import Swapper
 from mfs_fast.face import align_face, paste_back
 from mfs_fast.face.detectors import create_detector
 from mfs_fast.models import FaceSwapModels
+from mfs_fast.preprocess import batch_item_to_bgr255, crops_to_batch, rgb_to_bgr
 
 
 @pytest.fixture(scope="module")
 def frame_720p():
-    face = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    face = rgb_to_bgr(skimage.data.astronaut())
     frame = np.full((720, 1280, 3), 40, np.uint8)
     frame[104:616, 384:896] = face
     return frame
@@ -43,19 +44,15 @@ def test_stage_align(benchmark, face, frame_720p, threads):
 
 
 def test_stage_idn(benchmark, swapper, face, frame_720p, threads):
-    from mfs_fast.pipeline import _crops_to_batch
-
-    batch = _crops_to_batch([align_face(frame_720p, face.landmarks, 224).crop])
+    batch = crops_to_batch([align_face(frame_720p, face.landmarks, 224).crop])
     benchmark.group = f"720p stages, {threads} thread(s)"
     benchmark(swapper.backend.run, batch)
 
 
 def test_stage_paste(benchmark, swapper, face, frame_720p, threads):
-    from mfs_fast.pipeline import _crops_to_batch
-
     aligned = align_face(frame_720p, face.landmarks, 224)
-    result, mask = swapper.backend.run(_crops_to_batch([aligned.crop]))
-    bgr = result[0].transpose(1, 2, 0)[..., ::-1] * np.float32(255)
+    result, mask = swapper.backend.run(crops_to_batch([aligned.crop]))
+    bgr = batch_item_to_bgr255(result[0])
     out = frame_720p.copy()
     benchmark.group = f"720p stages, {threads} thread(s)"
     benchmark(paste_back, frame_720p, bgr, mask[0, 0], aligned.inverse, out)

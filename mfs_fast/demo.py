@@ -49,7 +49,9 @@ def choose_weights(weights: str | Path | None) -> DemoWeights:
 def astronaut_bgr() -> np.ndarray:
     import skimage.data
 
-    return cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    from .preprocess import rgb_to_bgr
+
+    return rgb_to_bgr(skimage.data.astronaut())
 
 
 def run_demo(output: str | Path, target: str | Path | None = None, weights: str | Path | None = None,

@@ -28,6 +28,7 @@ from .identity.base import IdentityEncoder
 from .media import check_bgr_image, read_bgr
 from .models import FaceSwapModels, IdentityWeights
 from .models.bundle import MAX_PASTE_DETAIL
+from .preprocess import batch_item_to_bgr255, crops_to_batch
 
 DEFAULT_SIZE = 224
 
@@ -53,12 +54,6 @@ class SwapStats:
     frames_without_match: int = 0
     faces_swapped: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: {"detect": 0.0, "idn": 0.0, "paste": 0.0})
-
-
-def _crops_to_batch(crops: Sequence[np.ndarray]) -> np.ndarray:
-    """BGR uint8 crops -> RGB float32 N x 3 x S x S in [0, 1]."""
-    stacked = np.stack(crops)[..., ::-1].astype(np.float32) * np.float32(1.0 / 255.0)
-    return np.ascontiguousarray(stacked.transpose(0, 3, 1, 2))
 
 
 class Swapper:
@@ -251,14 +246,14 @@ class Swapper:
         if not flat:
             return results
         start = time.perf_counter()
-        swapped, masks = self.backend.run(_crops_to_batch([a.crop for a in flat]))
+        swapped, masks = self.backend.run(crops_to_batch([a.crop for a in flat]))
         self.stats.seconds["idn"] += time.perf_counter() - start
         start = time.perf_counter()
         index = 0
         for result, per_frame in zip(results, aligned):
             for face in per_frame:
-                bgr = swapped[index].transpose(1, 2, 0)[..., ::-1] * np.float32(255.0)
-                paste_back(result, bgr, masks[index, 0], face.inverse, out=result, crop=face.crop, detail=self.detail)
+                paste_back(result, batch_item_to_bgr255(swapped[index]), masks[index, 0], face.inverse, out=result,
+                           crop=face.crop, detail=self.detail)
                 index += 1
         self.stats.seconds["paste"] += time.perf_counter() - start
         self.stats.faces_swapped += len(flat)

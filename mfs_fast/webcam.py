@@ -15,6 +15,7 @@ import numpy as np
 from .errors import MediaError, MfsError
 from .face.tracking import check_every
 from .pipeline import Swapper
+from .preprocess import bgr_to_rgb
 
 WINDOW = "mfs-fast"
 
@@ -88,7 +89,7 @@ def run_live(swapper: Swapper, camera: str | int = 0, window: bool = True, virtu
                 cam = _virtual_camera(out.shape[1], out.shape[0], fps_hint)
                 virtual_camera = cam is not None
             if cam is not None:
-                cam.send(cv2.cvtColor(out, cv2.COLOR_BGR2RGB))
+                cam.send(bgr_to_rgb(out))
             if window:
                 draw_fps(out, smoothed_fps)
                 cv2.imshow(WINDOW, out)

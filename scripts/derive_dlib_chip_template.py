@@ -37,6 +37,7 @@ def main() -> None:
     import face_recognition_models
 
     from mfs_fast.face.detectors import create_detector
+    from mfs_fast.preprocess import bgr_to_rgb
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
@@ -53,7 +54,7 @@ def main() -> None:
         bgr = cv2.imread(str(path))
         if bgr is None:
             continue
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rgb = bgr_to_rgb(bgr)
         our_faces = ours.detect(bgr)
         for rect in dlib_detector(rgb, 1):
             centre = np.array([(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2])

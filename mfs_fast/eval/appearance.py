@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..preprocess import to_unit
+
 INNER_MARGIN = 0.4  # eye distances around the landmarks' box
 EYE_RADIUS = 0.18
 SKIN_RADIUS = 0.2
@@ -89,7 +91,7 @@ def sharpness_ratio(result: np.ndarray, target: np.ndarray, points: np.ndarray) 
 
 def mean_lab(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mean CIE Lab (L 0..100) of a BGR uint8 image inside a mask."""
-    lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_BGR2Lab)
+    lab = cv2.cvtColor(to_unit(image), cv2.COLOR_BGR2Lab)
     return lab[mask].mean(axis=0)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from ..face import Face, FaceDetector, align_face, paste_back
 from ..face.align import template
 from ..models import FaceSwapModels
+from ..preprocess import bgr_to_unit_rgb, unit_rgb_to_bgr255
 
 FrameFn = Callable[[np.ndarray], np.ndarray]
 METHODS = ("model", "target", "paste-source", "mesh-warp")
@@ -122,17 +123,17 @@ class MeshWarpMethod(PasteSourceMethod):
         aligned = align_face(source.image, source.face.landmarks, self.size)
         source_points = crop_mesh_points(source.image, source.face, aligned.matrix, self.mesh).astype(np.float64)
         triangles = triangulate(source_points)
-        source_rgb = aligned.crop[..., ::-1].astype(np.float32) / 255.0
+        source_rgb = bgr_to_unit_rgb(aligned.crop)
 
         def swap(frame: np.ndarray) -> np.ndarray:
             out = frame.copy()
             for face in self._detect(frame):
                 target = align_face(frame, face.landmarks, self.size)
                 points = crop_mesh_points(frame, face, target.matrix, self.mesh).astype(np.float64)
-                target_rgb = target.crop[..., ::-1].astype(np.float32) / 255.0
+                target_rgb = bgr_to_unit_rgb(target.crop)
                 swapped = mesh_warp_swap(source_rgb, target_rgb, source_points, points, triangles)
                 mask = (hull_mask(points, self.size) > 127).astype(np.float32)
-                paste_back(out, swapped[..., ::-1] * 255.0, mask, target.inverse, out=out)
+                paste_back(out, unit_rgb_to_bgr255(swapped), mask, target.inverse, out=out)
             return out
 
         return swap

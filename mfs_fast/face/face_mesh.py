@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..preprocess import bgr_to_rgb, nhwc_to_nchw, to_unit
 from .model_files import tflite_model_path
 from .tflite_graph import load_tflite_graph
 
@@ -131,17 +132,17 @@ class FaceMesh:
         for i, roi in enumerate(rois):
             crop = cv2.warpAffine(image_bgr, roi.crop_matrix(), (INPUT_SIZE, INPUT_SIZE), flags=flags,
                                   borderMode=cv2.BORDER_REPLICATE)
-            out[i] = crop[..., ::-1]
+            bgr_to_rgb(crop, out=out[i])
         return out
 
     def run(self, image_bgr: np.ndarray, rois: list[Roi]) -> list[MeshResult]:
         if not rois:
             return []
-        crops = torch.from_numpy(self.crops(image_bgr, rois)).permute(0, 3, 1, 2)
+        crops = nhwc_to_nchw(self.crops(image_bgr, rois))
         points, logits = [], []
         with torch.inference_mode():
             for batch in crops.split(BATCH):
-                outputs = self.model(batch.float().div_(255.0))
+                outputs = self.model(to_unit(batch))
                 points.append(outputs[self._points_output].reshape(len(batch), NUM_POINTS, 3))
                 logits.append(outputs[self._presence_output].reshape(len(batch)))
         points_np = torch.cat(points).numpy()

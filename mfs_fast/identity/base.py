@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..face.align import template
+from ..preprocess import bgr_to_rgb, nhwc_to_nchw, to_unit
 
 
 @dataclass
@@ -108,7 +109,7 @@ class IdentityEncoder(nn.Module, ABC):
     def chip(self, frame_bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """This encoder's RGB uint8 chip of one face, warped straight from the frame."""
         chip = cv2.warpAffine(frame_bgr, self.chip_matrix(landmarks), (self.chip_size, self.chip_size), flags=cv2.INTER_LINEAR)
-        return cv2.cvtColor(chip, cv2.COLOR_BGR2RGB)
+        return bgr_to_rgb(chip)
 
     @torch.no_grad()
     def embed_faces(self, frame_bgr: np.ndarray, landmarks: Sequence[np.ndarray]) -> IdentityFeatures:
@@ -116,8 +117,7 @@ class IdentityEncoder(nn.Module, ABC):
         if len(landmarks) == 0:
             return IdentityFeatures(torch.zeros(0, self.embedding_dim))
         chips = np.stack([self.chip(frame_bgr, points) for points in landmarks])
-        batch = torch.from_numpy(chips).permute(0, 3, 1, 2).float().div_(255.0)
-        return self.embed_chips(batch)
+        return self.embed_chips(to_unit(nhwc_to_nchw(chips)))
 
     @property
     @abstractmethod

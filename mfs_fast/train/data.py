@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ..atomic import atomic_path, atomic_write
 from ..errors import MfsError
 from ..face.mesh_warp import crop_mesh_points, hull_mask
+from ..preprocess import bgr_to_chw
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
@@ -230,7 +231,7 @@ class FaceCache:
             if rng.random() < 0.5:
                 crop, mask = crop[:, ::-1], mask[:, ::-1]
                 points[:, 0] = s - 1 - points[:, 0]
-        image = torch.from_numpy(np.ascontiguousarray(crop[..., ::-1].transpose(2, 0, 1))).float().div_(255.0)
+        image = bgr_to_chw(crop)
         if augment:
             gain = 1 + torch.from_numpy(self.rng.uniform(-0.1, 0.1, size=(3, 1, 1))).float()
             contrast = float(self.rng.uniform(0.9, 1.1))

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..atomic import atomic_path
 from ..errors import MfsError
+from ..preprocess import bgr_to_rgb
 
 SNAPSHOT_DIR = re.compile(r"step_(\d+)$")
 INPUT_SIZE = 112
@@ -73,7 +74,7 @@ def read_snapshots(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
         for png in sorted(directory.glob("*.png")):
             image = cv2.imread(str(png))
             if image is not None:
-                images.append(image[..., ::-1])
+                images.append(bgr_to_rgb(image))
                 labels.append(step / last)
     return np.stack(images), np.array(labels, np.float32)
 

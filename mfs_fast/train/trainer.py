@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ..atomic import atomic_path
 from ..errors import MfsError
 from ..identity.dlib_adapter import DLIB_MAP
+from ..preprocess import nhwc_to_nchw, to_unit, unit_chw_to_bgr
 from .colour import colour_regions, colour_shift_loss
 from .config import TrainConfig
 from .data import FaceCache, PairSampler, build_cache, load_prebuilt_cache
@@ -58,11 +59,6 @@ def pick_device(name: str) -> torch.device:
 def _atomic_torch_save(obj, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-
-
-def _to_bgr(image: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray((image.detach().float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0) * 255 + 0.5)
-                                .astype(np.uint8)[..., ::-1])
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -391,9 +387,9 @@ class StudentTrainer:
         results = self.probe_results()
         targets = self.probe[0][1]
         blank = np.full((self.config.size, self.config.size, 3), 255, np.uint8)
-        rows = [np.hstack([blank] + [_to_bgr(t) for t in targets])]
+        rows = [np.hstack([blank] + [unit_chw_to_bgr(t) for t in targets])]
         for (source, _), result in zip(self.probe, results):
-            rows.append(np.hstack([_to_bgr(source)] + [_to_bgr(r) for r in result]))
+            rows.append(np.hstack([unit_chw_to_bgr(source)] + [unit_chw_to_bgr(r) for r in result]))
         grid = np.vstack(rows)
         folder = self.output / "samples"
         folder.mkdir(exist_ok=True)
@@ -408,7 +404,7 @@ class StudentTrainer:
         folder.mkdir(parents=True, exist_ok=True)
         for i, result in enumerate(self.probe_results()):
             for j, image in enumerate(result):
-                cv2.imwrite(str(folder / f"{i}_{j}.png"), _to_bgr(image))
+                cv2.imwrite(str(folder / f"{i}_{j}.png"), unit_chw_to_bgr(image))
         return folder
 
     def run(self, progress: bool = True) -> Path:
@@ -466,7 +462,7 @@ def train_quality(config: TrainConfig, progress: bool = True) -> Path:
     with (output / "quality_log.jsonl").open("a") as log:
         for step in tqdm(range(1, config.steps + 1), desc="training Q", disable=not progress):
             pick = rng.choice(len(images), size=batch, replace=False)
-            x = torch.from_numpy(images[pick].transpose(0, 3, 1, 2).copy()).float().div_(255.0).to(device)
+            x = to_unit(nhwc_to_nchw(images[pick]).contiguous()).to(device)
             if rng.random() < 0.5:
                 x = x.flip(3)
             y = torch.from_numpy(labels[pick]).to(device)

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..errors import MfsError
 from ..face.mesh_warp import mesh_warp_swap
+from ..preprocess import chw_to_hwc, nhwc_to_nchw
 
 
 class MeshWarpTeacher:
@@ -32,10 +33,10 @@ class MeshWarpTeacher:
                  target_points: Tensor | None = None) -> Tensor:
         if source_points is None or target_points is None:
             raise MfsError("the mesh-warp teacher needs the mesh points of source and targets (from the cache)")
-        src = source.detach().float().cpu().permute(1, 2, 0).numpy()
+        src = chw_to_hwc(source.float())
         src_pts = source_points.cpu().numpy().astype(np.float64)
         outs = []
         for target, points in zip(targets.detach().float().cpu(), target_points.cpu().numpy().astype(np.float64)):
-            tgt = np.ascontiguousarray(target.permute(1, 2, 0).numpy())
+            tgt = np.ascontiguousarray(chw_to_hwc(target))
             outs.append(mesh_warp_swap(src, tgt, src_pts, points, self.triangles))
-        return torch.from_numpy(np.stack(outs).astype(np.float32)).permute(0, 3, 1, 2).to(targets.device)
+        return nhwc_to_nchw(np.stack(outs).astype(np.float32)).to(targets.device)
