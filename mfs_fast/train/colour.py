@@ -51,16 +51,17 @@ def colour_regions(mesh_points: Tensor, size: int) -> Tensor:
     return torch.from_numpy(masks)
 
 
-def colour_shift_loss(result: Tensor, target: Tensor, regions: Tensor) -> Tensor:
+def colour_shift_loss(result: Tensor, target: Tensor, regions: Tensor, margin: float = 0.0) -> Tensor:
     """Per sample, the mean over regions of the Lab distance between the mean colours of
-    result and target inside each region (N; regions N x R x H x W). A region with no pixels
-    (a face partly outside the crop) counts as no shift."""
+    result and target inside each region, less ``margin`` (a shift that small is free: colour
+    is also an identity cue, so the loss need not pull it below what looks right) (N; regions
+    N x R x H x W). A region with no pixels (a face partly outside the crop) counts as no shift."""
     lab_result, lab_target = rgb_to_lab(result.float()), rgb_to_lab(target.float())
     area = regions.sum(dim=(2, 3))  # N x R
     def region_means(lab: Tensor) -> Tensor:
         return torch.einsum("nchw,nrhw->nrc", lab, regions) / area.clamp_min(1.0).unsqueeze(-1)
     difference = region_means(lab_result) - region_means(lab_target)
-    distance = (difference.pow(2).sum(dim=-1) + 1e-6).sqrt()  # smooth at 0
+    distance = ((difference.pow(2).sum(dim=-1) + 1e-6).sqrt() - margin).clamp_min(0.0)  # smooth at 0 shift
     present = (area >= 4).float()
     return (distance * present).sum(dim=1) / present.sum(dim=1).clamp_min(1.0)
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MfsError
+from .teacher import TEACHERS
 
 KINDS = ("student", "quality")
 LR_SCHEDULES = ("constant", "cosine")
-TEACHER_KINDS = ("mfs", "onnx", "mesh-warp")  # see .teacher.create_teacher
 SECOND_IDENTITY_NETS = ("faceres", "mobileface")  # mfs_fast.identity.create_identity_encoder names
 PATH_FIELDS = ("output", "cache", "quality_model", "snapshots", "init_weights")  # relative to their file
 # keys whose paths a config layer resolves before merging: the path fields, `data` (a list of
@@ -58,6 +58,7 @@ class TrainConfig:
     detail_sigma: float = 1.5  # the Gaussian that splits low from high band (crop pixels)
     distill_lowpass: bool = False  # distillation L1 on the low band only (the high band is the target's)
     lambda_colour: float = 0.0  # mean Lab colour of the result's eyes and skin vs the target's (see train/colour.py)
+    colour_margin: float = 0.0  # Lab units of that shift left free
     keep_target_detail: float = 0.0  # losses see the result with the target's band finer than this (crop px), as Swapper(detail=) pastes it (0: off)
     second_identity: str = ""  # a second identity net in the loss ("faceres"); eval keeps another one out
     lambda_id_second: float = 0.0  # its 1 - cos(source, result) weight
@@ -117,8 +118,9 @@ class TrainConfig:
             raise MfsError("config: steps, sources_per_step and targets_per_source must be >= 1")
         if not 0 <= self.same_image_share + self.same_identity_share <= 1:
             raise MfsError("config: same_image_share + same_identity_share must lie in [0, 1]")
-        if self.teacher and self.teacher.get("kind") not in TEACHER_KINDS:
-            raise MfsError(f"config: teacher.kind must be one of {', '.join(TEACHER_KINDS)}, got {self.teacher.get('kind')!r}")
+        if self.teacher and self.teacher.get("kind") not in TEACHERS:
+            raise MfsError(f"config: teacher.kind must be one of {', '.join(TEACHERS.names())}, "
+                           f"got {self.teacher.get('kind')!r}")
         if self.max_pixel_upscale < 0 or not 0 <= self.sharp_target_share <= 1 or not 0 <= self.sharp_source_share <= 1:
             raise MfsError("config: max_pixel_upscale must be >= 0, sharp_target_share and sharp_source_share within [0, 1]")
         if self.second_identity and self.second_identity not in SECOND_IDENTITY_NETS:

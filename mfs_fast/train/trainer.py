@@ -302,7 +302,7 @@ class StudentTrainer:
                 total = total + config.lambda_detail * losses["detail"]
             if config.lambda_colour:  # the target's eye and skin colour kept (what eval's colour shift measures)
                 regions = torch.cat([colour_regions(g.target_points, config.size) for g in groups]).to(device)
-                losses["colour"] = colour_shift_loss(result, target, regions).mean()
+                losses["colour"] = colour_shift_loss(result, target, regions, config.colour_margin).mean()
                 total = total + config.lambda_colour * losses["colour"]
             if config.lambda_kernel:
                 losses["kernel"] = kernel_gain_loss(kernels)

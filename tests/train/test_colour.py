@@ -71,3 +71,7 @@ def test_loss_equals_eval_colour_shift_and_has_a_gradient():
     loss.sum().backward()
     assert result.grad is not None and float(result.grad.abs().sum()) > 0
     assert float(colour_shift_loss(target, target, regions).max()) < 1e-2
+    # a margin frees shifts up to it, and only lowers larger ones by it
+    shifted = colour_shift_loss(result, target, regions, margin=1.0).detach()
+    assert torch.allclose(shifted, loss.detach() - 1.0, atol=1e-4)
+    assert float(colour_shift_loss(result, target, regions, margin=1e3).detach().max()) == 0.0
