@@ -57,8 +57,10 @@ class TrainConfig:
     lambda_detail: float = 0.0  # high-pass band of the result vs the target's, inside the face (see losses.detail_loss)
     detail_sigma: float = 1.5  # the Gaussian that splits low from high band (crop pixels)
     distill_lowpass: bool = False  # distillation L1 on the low band only (the high band is the target's)
-    lambda_colour: float = 0.0  # mean Lab colour of the result's eyes and skin vs the target's (see train/colour.py)
-    colour_margin: float = 0.0  # Lab units of that shift left free
+    lambda_colour: float = 0.0  # blurred Lab colour of the result vs the target's over the face hull (see train/colour.py)
+    colour_sigma: float = 4.0  # its blur (crop pixels): the scale of a colour cast
+    colour_lightness: float = 0.3  # the weight of lightness against chroma in it
+    colour_margin: float = 0.0  # Lab units of mean distance left free
     keep_target_detail: float = 0.0  # losses see the result with the target's band finer than this (crop px), as Swapper(detail=) pastes it (0: off)
     second_identity: str = ""  # a second identity net in the loss ("faceres"); eval keeps another one out
     lambda_id_second: float = 0.0  # its 1 - cos(source, result) weight
@@ -128,6 +130,8 @@ class TrainConfig:
                            f"got {self.second_identity!r}")
         if self.detail_sigma <= 0 or self.keep_target_detail < 0:
             raise MfsError("config: detail_sigma must be > 0 and keep_target_detail >= 0")
+        if self.colour_sigma <= 0 or self.colour_lightness < 0 or self.colour_margin < 0:
+            raise MfsError("config: colour_sigma must be > 0, colour_lightness and colour_margin >= 0")
         if self.lr_schedule not in LR_SCHEDULES:
             raise MfsError(f"config: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         return self

@@ -17,7 +17,7 @@ from ..atomic import atomic_path
 from ..errors import MfsError
 from ..identity.dlib_adapter import DLIB_MAP
 from ..preprocess import nhwc_to_nchw, to_unit, unit_chw_to_bgr
-from .colour import colour_regions, colour_shift_loss
+from .colour import colour_loss
 from .config import TrainConfig
 from .data import FaceCache, PairSampler, build_cache, load_prebuilt_cache
 from .discriminator import MultiScaleDiscriminator
@@ -300,9 +300,9 @@ class StudentTrainer:
             if config.lambda_detail:
                 losses["detail"] = detail_loss(result.float(), target, face_mask, config.detail_sigma).mean()
                 total = total + config.lambda_detail * losses["detail"]
-            if config.lambda_colour:  # the target's eye and skin colour kept (what eval's colour shift measures)
-                regions = torch.cat([colour_regions(g.target_points, config.size) for g in groups]).to(device)
-                losses["colour"] = colour_shift_loss(result, target, regions, config.colour_margin).mean()
+            if config.lambda_colour:  # the target's skin tone and eye colour kept, over the whole face
+                losses["colour"] = colour_loss(result, target, face_mask, config.colour_sigma, config.colour_lightness,
+                                               config.colour_margin).mean()
                 total = total + config.lambda_colour * losses["colour"]
             if config.lambda_kernel:
                 losses["kernel"] = kernel_gain_loss(kernels)
