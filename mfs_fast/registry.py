@@ -1,9 +1,9 @@
 """One small registry type: a name -> a factory, and a cheap probe that says why it cannot run here.
 
-IDN backends and face detectors register in one each, so every kind of pluggable part is made,
-listed and reported (``mfs-fast doctor``) the same way. A probe returns None when the part can
-run on this machine, else the reason in words; it must be cheap (no model loading), because
-``doctor`` and ``available()`` call every probe.
+IDN backends, face detectors, identity encoders, training teachers and evaluation methods register
+in one each, so every kind of pluggable part is made, listed and reported (``mfs-fast doctor``)
+the same way. A probe returns None when the part can run on this machine, else the reason in
+words; it must be cheap (no model loading), because ``doctor`` and ``available()`` call every probe.
 """
 
 from __future__ import annotations
@@ -22,6 +22,20 @@ NOT_IMPLEMENTED = "not implemented in this version"
 def always_available() -> str | None:
     """The probe of parts that need nothing beyond mfs_fast itself."""
     return None
+
+
+def lookup_probe(lookup: Callable[[], object], error: type[Exception] = MfsError) -> Probe:
+    """The probe of a part whose files ``lookup`` finds, raising ``error`` (saying what to do)
+    when they are not there: that error's message is the reason."""
+
+    def probe() -> str | None:
+        try:
+            lookup()
+        except error as failure:
+            return str(failure)
+        return None
+
+    return probe
 
 
 @dataclass(frozen=True)
@@ -74,7 +88,13 @@ class Registry(Generic[T]):
         return list(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return isinstance(name, str) and name in self._entries
+
+    def require(self, name: str) -> Entry[T]:
+        """The entry of ``name``, or an :class:`MfsError` in one line: which name, what to choose instead."""
+        if name not in self:
+            raise MfsError(f"unknown {self.kind} {name!r}; choose one of {', '.join(self._entries)}")
+        return self._entries[name]
 
     def unavailable_reason(self, name: str) -> str | None:
         """None when ``name`` is registered and usable here, else why not (unknown names too)."""

@@ -114,6 +114,36 @@ def test_doctor_lists_backends_and_default():
     assert "needs an SCRFD .onnx model file: --detector PATH.onnx, or set MFS_FAST_SCRFD_MODEL" in lines["scrfd"]
 
 
+def test_doctor_reports_every_registry_alike(capsys):
+    from mfs_fast.backends._registry import BACKENDS
+    from mfs_fast.cli import main
+    from mfs_fast.eval.methods import EVAL_METHODS
+    from mfs_fast.face.detectors import DETECTORS
+    from mfs_fast.identity import IDENTITY_ENCODERS
+    from mfs_fast.train.teacher import TEACHERS
+
+    assert main(["doctor"]) == 0
+    sections: dict[str, list[list[str]]] = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("  "):
+            rows.append(line.split(maxsplit=2))
+        elif line.endswith(":"):
+            rows = sections.setdefault(line, [])
+    expected = {
+        "IDN backends (preference order):": BACKENDS,
+        "face detectors (--detector):": DETECTORS,
+        "identity encoders (--identity-encoder):": IDENTITY_ENCODERS,
+        "training teachers (teacher.kind in a train config):": TEACHERS,
+        "evaluation methods (mfs-fast eval --methods):": EVAL_METHODS,
+    }
+    assert set(sections) == set(expected)
+    for title, registry in expected.items():
+        assert {row[0] for row in sections[title]} >= set(registry.names()), title
+        for name, usable, reason in sections[title]:  # name, usable or not, then the note or the reason
+            assert usable in ("usable", "unusable") and reason.strip(), (title, name)
+            assert (usable == "usable") == (registry.unavailable_reason(name) is None), (title, name)
+
+
 def test_bench_json_reports_every_backend():
     import json
 

@@ -141,6 +141,19 @@ def test_cli_eval_end_to_end_on_a_talking_head_clip(tmp_path, capsys):
     assert grid is not None and grid.shape[1] >= 5 * 192  # source | target | 3 methods
 
 
+def test_eval_methods_are_a_registry():
+    from mfs_fast.errors import MfsError
+    from mfs_fast.eval import EVAL_METHODS, METHODS, TargetMethod, create_methods
+
+    assert EVAL_METHODS.names() == list(METHODS) == ["model", "target", "paste-source", "mesh-warp"]
+    with pytest.raises(MfsError) as caught:  # every name checked before anything is built
+        create_methods(["model", "nope"], detector=None)
+    assert str(caught.value) == "unknown eval method 'nope'; choose one of model, target, paste-source, mesh-warp"
+    with pytest.raises(MfsError, match="exactly one of --weights DIR or --random-weights SEED"):
+        create_methods(["target", "model"], detector=None)
+    assert [type(m) for m in create_methods(["target"], detector=None)] == [TargetMethod]
+
+
 def test_cli_eval_errors_are_clear(tmp_path, capsys):
     assert main(["eval", "--sources", str(tmp_path / "nope.jpg"), "--targets", str(tmp_path / "nope.jpg"),
                  "--random-weights", "0", "-o", str(tmp_path / "o")]) == 2

@@ -78,6 +78,31 @@ def test_truncated_or_missing_file_is_a_clear_error(tmp_path, monkeypatch):
         create_identity_encoder("vgg")
 
 
+def test_identity_encoders_are_a_registry(monkeypatch, tmp_path):
+    from mfs_fast.identity import ENCODERS, IDENTITY_ENCODERS, OFFLINE_ENCODERS
+
+    assert IDENTITY_ENCODERS.names() == list(ENCODERS) == ["dlib", "arcface", "faceres", "mobileface"]
+    assert OFFLINE_ENCODERS == ("dlib", "faceres", "mobileface")
+    with pytest.raises(MfsError) as caught:
+        create_identity_encoder("vgg")
+    assert str(caught.value) == "unknown identity encoder 'vgg'; choose one of dlib, arcface, faceres, mobileface"
+    with pytest.raises(MfsError, match="arcface identity encoder needs loaded weights"):
+        create_identity_encoder("arcface")
+    # the probes say which model file is missing and what to do, in one line
+    monkeypatch.setenv("MFS_FAST_HUMAN_MODELS_DIR", str(tmp_path / "empty"))
+    for name in ("faceres", "mobileface"):
+        reason = IDENTITY_ENCODERS.unavailable_reason(name)
+        assert f"{name}.json" in reason and "run ./run.sh setup" in reason and "\n" not in reason
+    real = dlib_model_path()
+    monkeypatch.setenv("MFS_FAST_DLIB_MODEL", str(tmp_path / "absent.dat"))
+    assert "does not name a file" in IDENTITY_ENCODERS.unavailable_reason("dlib")
+    assert IDENTITY_ENCODERS.available() == ["arcface"]
+    with pytest.raises(CheckpointError, match="identity encoder 'dlib' cannot be used: MFS_FAST_DLIB_MODEL="):
+        create_identity_encoder("dlib")
+    # a model file of the caller's own is used whatever the default file's probe says
+    assert create_identity_encoder("dlib", model_path=str(real)).model_path == real
+
+
 def test_port_matches_dlib_on_a_packaged_photo(encoder, dlib_reference, detector):
     """Always-on parity: our chip of skimage's astronaut through dlib and through the port."""
     image = _astronaut_bgr()

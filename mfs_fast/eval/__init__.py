@@ -11,13 +11,14 @@ the runner (:mod:`.runner`) and the files (:mod:`.report`) each have a module of
 """
 
 from .frechet import frechet_distance
-from .methods import METHODS, Method, ModelMethod, PasteSourceMethod, Source, TargetMethod, create_methods
+from .methods import EVAL_METHODS, METHODS, Method, ModelMethod, PasteSourceMethod, Source, TargetMethod, create_methods
 from .pose import FACE_MODEL_3D, head_pose
 from .report import write_report
 from .runner import EvalResult, evaluate
 
 __all__ = [
     "FACE_MODEL_3D",
+    "EVAL_METHODS",
     "METHODS",
     "EvalResult",
     "Method",

@@ -12,6 +12,9 @@ fps)`` one for consecutive frames of one video (it may keep state, e.g. a face t
   (the ceiling for identity, the floor for pose and expression);
 - ``mesh-warp``: the classical swap of :mod:`mfs_fast.face.mesh_warp` (the source's face mesh
   warped onto each target face's, colour-matched): the starter weights' training teacher.
+
+Each is an entry of :data:`EVAL_METHODS` (a :class:`~mfs_fast.registry.Registry`): ``--methods``
+offers its names, ``mfs-fast doctor`` lists them.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ import numpy as np
 
 from ..face import Face, FaceDetector, align_face, paste_back
 from ..face.align import template
+from ..errors import MfsError
 from ..models import FaceSwapModels
 from ..preprocess import bgr_to_unit_rgb, unit_rgb_to_bgr255
+from ..registry import Registry
 
 FrameFn = Callable[[np.ndarray], np.ndarray]
-METHODS = ("model", "target", "paste-source", "mesh-warp")
 
 
 @dataclass(frozen=True)
@@ -168,29 +172,47 @@ class ModelMethod(Method):
         return lambda frame: swapper.swap_tracked(frame, tracker)
 
 
+# name -> factory(detector, weights=, random_seed=, every=, detail=)
+EVAL_METHODS: Registry[Method] = Registry("eval method")
+
+
+@EVAL_METHODS.register("model", note="our Swapper: --weights DIR or --random-weights SEED")
+def _model_method(detector: FaceDetector, *, weights: str | None = None, random_seed: int | None = None,
+                  every: int = 5, detail: float | None = None) -> ModelMethod:
+    if (weights is None) == (random_seed is None):
+        raise MfsError("the model method needs exactly one of --weights DIR or --random-weights SEED")
+    if weights is not None:
+        from ..checkpoints import load_weights
+
+        models = load_weights(weights)
+    else:
+        models = FaceSwapModels.random(random_seed)
+    return ModelMethod(models, detector, every=every, detail=detail)
+
+
+@EVAL_METHODS.register("target", note="the target unchanged (identity floor, zero pose error)")
+def _target_method(detector: FaceDetector, **options) -> TargetMethod:
+    return TargetMethod()
+
+
+@EVAL_METHODS.register("paste-source", note="the source's aligned face pasted over each target face")
+def _paste_source_method(detector: FaceDetector, **options) -> PasteSourceMethod:
+    return PasteSourceMethod(detector)
+
+
+@EVAL_METHODS.register("mesh-warp", note="the classical mesh-warp swap (the starter weights' teacher)")
+def _mesh_warp_method(detector: FaceDetector, **options) -> MeshWarpMethod:
+    return MeshWarpMethod(detector)
+
+
+METHODS = tuple(EVAL_METHODS.names())
+
+
 def create_methods(names: list[str], detector: FaceDetector, *, weights: str | None = None,
                    random_seed: int | None = None, every: int = 5, detail: float | None = None) -> list[Method]:
-    """Methods by name; ``model`` needs ``weights`` (a folder) or ``random_seed``; ``detail``: its Swapper's."""
-    from ..errors import MfsError
-
-    methods: list[Method] = []
+    """Methods by name; ``model`` needs ``weights`` (a folder) or ``random_seed``; ``detail``: its Swapper's.
+    Every name is checked before any method is built."""
     for name in names:
-        if name == "target":
-            methods.append(TargetMethod())
-        elif name == "paste-source":
-            methods.append(PasteSourceMethod(detector))
-        elif name == "mesh-warp":
-            methods.append(MeshWarpMethod(detector))
-        elif name == "model":
-            if (weights is None) == (random_seed is None):
-                raise MfsError("the model method needs exactly one of --weights DIR or --random-weights SEED")
-            if weights is not None:
-                from ..checkpoints import load_weights
-
-                models = load_weights(weights)
-            else:
-                models = FaceSwapModels.random(random_seed)
-            methods.append(ModelMethod(models, detector, every=every, detail=detail))
-        else:
-            raise MfsError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
-    return methods
+        EVAL_METHODS.require(name)
+    return [EVAL_METHODS.create(name, detector, weights=weights, random_seed=random_seed, every=every, detail=detail)
+            for name in names]

@@ -8,10 +8,14 @@
 - ``mesh-warp``: a classical swap (the source's face mesh warped onto the target's, colour
   matched, blended; see :mod:`.warp_teacher`): needs no weights at all;
 - none: the paper's "no distillation" setting.
+
+Each kind is an entry of :data:`TEACHERS` (a :class:`~mfs_fast.registry.Registry`): the config's
+``teacher.kind`` picks it, ``mfs-fast doctor`` lists them.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +28,7 @@ from ..errors import MfsError
 from ..identity.irse import l2_normalize
 from ..models import FaceSwapModels
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
+from ..registry import Registry
 
 
 class Teacher(Protocol):
@@ -100,22 +105,41 @@ class OnnxTeacher:
         return result.clamp(0, 1)
 
 
+# teacher.kind -> factory(spec, mean_points)
+TEACHERS: Registry[Teacher] = Registry("teacher kind")
+
+
+@TEACHERS.register("mfs", note='a MobileFaceSwap weights folder: teacher = {kind = "mfs", weights = DIR}')
+def _model_teacher(spec: dict, mean_points: np.ndarray | None = None) -> ModelTeacher:
+    from ..checkpoints import load_weights
+
+    return ModelTeacher(load_weights(spec["weights"]), name=f"mfs:{Path(spec['weights']).name}")
+
+
+def _onnxruntime_missing() -> str | None:
+    return None if importlib.util.find_spec("onnxruntime") else "needs onnxruntime: pip install onnxruntime"
+
+
+@TEACHERS.register("onnx", probe=_onnxruntime_missing,
+                   note='your ONNX face swapper (source, target -> swap): teacher = {kind = "onnx", path = FILE}')
+def _onnx_teacher(spec: dict, mean_points: np.ndarray | None = None) -> OnnxTeacher:
+    return OnnxTeacher(spec["path"])
+
+
+@TEACHERS.register("mesh-warp", note='the classical mesh-warp swap, no weights: teacher = {kind = "mesh-warp"}')
+def _mesh_warp_teacher(spec: dict, mean_points: np.ndarray | None = None) -> Teacher:
+    from ..face.mesh_warp import triangulate
+    from .warp_teacher import MeshWarpTeacher
+
+    if mean_points is None:
+        raise MfsError("the mesh-warp teacher needs the cache's average mesh to triangulate")
+    return MeshWarpTeacher(triangulate(mean_points))
+
+
 def create_teacher(spec: dict, mean_points: np.ndarray | None = None) -> Teacher | None:
     """``{}`` -> None (no distillation); ``{kind="mfs", weights=DIR}``; ``{kind="onnx", path=FILE}``;
     ``{kind="mesh-warp"}`` (``mean_points``: the data's average mesh, triangulated once)."""
     if not spec:
         return None
-    if spec.get("kind") == "mesh-warp":
-        from ..face.mesh_warp import triangulate
-        from .warp_teacher import MeshWarpTeacher
-
-        if mean_points is None:
-            raise MfsError("the mesh-warp teacher needs the cache's average mesh to triangulate")
-        return MeshWarpTeacher(triangulate(mean_points))
-    if spec.get("kind") == "mfs":
-        from ..checkpoints import load_weights
-
-        return ModelTeacher(load_weights(spec["weights"]), name=f"mfs:{Path(spec['weights']).name}")
-    if spec.get("kind") == "onnx":
-        return OnnxTeacher(spec["path"])
-    raise MfsError(f"unknown teacher {spec!r}")
+    TEACHERS.require(spec.get("kind"))
+    return TEACHERS.create(spec["kind"], spec, mean_points)
