@@ -9,11 +9,13 @@ import official_reference as ref
 from mfs_fast.checkpoints import load_official, load_weights, save_weights
 from mfs_fast.preprocess import bgr_to_tensor, identity_input
 
-# float32 (ours) vs float64 (reference). Seen over seeds: clean runs <= 1.5e-5 everywhere,
-# each layout mutation below >= 6e-2 somewhere, so these bounds separate the two widely.
+# float32 (ours) vs float64 (reference). Seen over seeds: clean runs <= 1.5e-5 almost everywhere
+# (one seed in many, 1231197250, gave 4.3e-4 on the result: float32 rounding amplified through
+# the output head), each layout mutation below >= 6e-2 somewhere, so these bounds separate the
+# two widely (the output bound is a quarter of one 8-bit level).
 EMBEDDING_ATOL = 1e-5  # clean: <= 9e-7
 KERNEL_RTOL = 1e-4  # relative to each kernel's largest entry; clean: <= 1e-5
-OUTPUT_ATOL = 1e-4  # result and mask in [0, 1]; clean: <= 1.5e-5
+OUTPUT_ATOL = 1e-3  # result and mask in [0, 1]; clean: <= 1.5e-5, once 4.3e-4
 
 
 def parity_problems(models, reference: dict, source, target) -> list[str]:
