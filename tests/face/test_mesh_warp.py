@@ -82,7 +82,9 @@ def test_colour_matching_moves_the_statistics_inside_the_region():
 
 def test_teacher_swaps_inside_the_face_and_keeps_the_background(cache):
     """Source onto another crop: the face region changes, the corners (far outside the hull)
-    are the target's exactly; a source onto itself gives (nearly) itself back."""
+    stay the target's (within a quarter of an 8-bit level: on a large augmented face the
+    multi-band blend's coarsest level reaches them with weights ~1e-5); a source onto itself
+    gives (nearly) itself back."""
     teacher = create_teacher({"kind": "mesh-warp"}, cache.mean_points())
     assert teacher.needs_points
     source, target = cache.sample(0, augment=False), cache.sample(1)
@@ -91,7 +93,7 @@ def test_teacher_swaps_inside_the_face_and_keeps_the_background(cache):
     assert out.shape == target.image.shape
     changed = (out - target.image).abs().amax(0)
     assert float(changed[face].mean()) > 0.02
-    assert float(changed[:20, :20].max()) == 0.0 and float(changed[-20:, -20:].max()) == 0.0
+    assert float(changed[:20, :20].max()) < 1e-3 and float(changed[-20:, -20:].max()) < 1e-3
     same = teacher(source.image, source.image[None], source.points, source.points[None])[0]
     assert float((same - source.image).abs()[:, source.face_mask[0] > 0.5].mean()) < 0.03
 
