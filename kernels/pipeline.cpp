@@ -342,6 +342,10 @@ bool paste_faces(const PipelineKernels& k, std::uint8_t* frame, int H, int W, co
 }
 
 void blend_change(const float* face, const float* crop, int S, float sigma, float* scratch, float* out) {
+    if (sigma == 0.0f) {
+        for (std::size_t i = 0, n = std::size_t(3) * S * S; i < n; ++i) out[i] = face[i] - crop[i];
+        return;
+    }
     // OpenCV's kernel for float images: size round(sigma * 4 * 2 + 1) | 1, weights in double
     const int ksize = int(std::lround(double(sigma) * 8.0 + 1.0)) | 1, r = ksize / 2;
     std::vector<double> weight(static_cast<std::size_t>(ksize));
@@ -378,6 +382,26 @@ void blend_change(const float* face, const float* crop, int S, float sigma, floa
             }
         }
     }
+}
+
+void limit_colour(float* change, const float* weights, int S, float chroma, float brightness) {
+    if (chroma == 1.0f && brightness == 1.0f) return;
+    const std::size_t plane = std::size_t(S) * S;
+    float* r = change;
+    float* g = change + plane;
+    float* b = change + 2 * plane;
+    double weighted = 0.0, total = 0.0;
+    for (std::size_t i = 0; i < plane; ++i) {
+        const float luma = 0.299f * r[i] + 0.587f * g[i] + 0.114f * b[i];
+        weighted += double(luma) * weights[i];
+        total += weights[i];
+        r[i] = luma + chroma * (r[i] - luma);
+        g[i] = luma + chroma * (g[i] - luma);
+        b[i] = luma + chroma * (b[i] - luma);
+    }
+    if (brightness == 1.0f || total <= 0.0) return;
+    const float shift = float((1.0 - brightness) * weighted / total);
+    for (std::size_t i = 0; i < 3 * plane; ++i) change[i] -= shift;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -450,18 +474,19 @@ void PipelineCore::swap(const std::uint8_t* frame, std::uint8_t* out, int H, int
         mask_postprocess(masks_.data() + f * plane, S, fade_.data(), scratch_[f], blend_.data() + f * plane);
     });
     lap(3);
-    const bool keep_detail = detail_ > 0.0f;
-    if (keep_detail) {
+    const bool paste_change = detail_ > 0.0f || chroma_ != 1.0f || brightness_ != 1.0f;
+    if (paste_change) {
         pool.run(threads, F, [&](int f, int) {
             const std::size_t at = std::size_t(f) * 3 * plane;
             blend_change(faces_.data() + at, crops_.data() + at, S, detail_, change_scratch_.data() + f * plane,
                          change_.data() + at);
+            limit_colour(change_.data() + at, blend_.data() + f * plane, S, chroma_, brightness_);
         });
     }
     lap(4);
     std::vector<PasteJob> paste;
-    const float* pasted = keep_detail ? change_.data() : faces_.data();
-    if (!paste_jobs(out, H, W, matrices, F, S, pasted, blend_.data(), paste, nullptr, keep_detail))
+    const float* pasted = paste_change ? change_.data() : faces_.data();
+    if (!paste_jobs(out, H, W, matrices, F, S, pasted, blend_.data(), paste, nullptr, paste_change))
         throw std::invalid_argument("an alignment matrix is singular");
     run_paste(*k_, paste, threads);
     lap(5);
@@ -471,6 +496,14 @@ void PipelineCore::set_detail(float sigma) {
     if (!(sigma >= 0.0f && sigma <= 8.0f)) throw std::invalid_argument("detail must be from 0 to 8 crop pixels");
     std::lock_guard<std::mutex> lock(mutex_);
     detail_ = sigma;
+}
+
+void PipelineCore::set_colour(float chroma, float brightness) {
+    if (!(chroma >= 0.0f && chroma <= 1.0f && brightness >= 0.0f && brightness <= 1.0f))
+        throw std::invalid_argument("chroma and brightness must be shares from 0 to 1");
+    std::lock_guard<std::mutex> lock(mutex_);
+    chroma_ = chroma;
+    brightness_ = brightness;
 }
 
 }  // namespace mfs

@@ -6,8 +6,10 @@
 //   IDN       the FusedIDNEngine (fused_idn.hpp), all faces of the frame as one batch;
 //   mask      the official paste mask from the IDN's fusion mask: binarise (> 0.001), dilate
 //             11x11, erode 11x11 twice, box blur 7x7, times the border fade (mfs_fast.face.paste);
-//   detail    (detail > 0 only) each face becomes its low-band change, Gaussian(face - crop),
-//             and the paste adds it: the frame keeps its own fine detail (mfs_fast.face.paste);
+//   detail    (detail > 0, chroma or brightness < 1) each face becomes its change, face - crop,
+//             low band only (Gaussian, detail > 0), with only shares of its colour and mean
+//             brightness (limit_colour), and the paste adds it: the frame keeps its own fine
+//             detail and colour (mfs_fast.face.paste);
 //   paste     face and mask warped back with the inverse affine and blended into the frame,
 //             only inside each face's footprint box (see blend.hpp), faces in order.
 //
@@ -106,7 +108,13 @@ void mask_postprocess(const float* idn_mask, int S, const float* fade, MaskScrat
 // The detail-keeping paste's change: out = Gaussian(face - crop) per plane (3 x S x S), sigma in
 // crop pixels, as cv2.GaussianBlur(face - crop, (0, 0), sigma) on float32 (kernel size
 // round(8 sigma + 1) | 1, reflect-101 borders). `scratch` holds S x S floats.
+// sigma 0: the plain difference.
 void blend_change(const float* face, const float* crop, int S, float sigma, float* scratch, float* out);
+
+// The change (RGB planes, 3 x S x S) in place with only `chroma` of its colour (the part off the
+// grey axis; BT.601 luminance kept) and `brightness` of its mean luminance over `weights` (S x S),
+// as mfs_fast.face.paste.limit_colour.
+void limit_colour(float* change, const float* weights, int S, float chroma, float brightness);
 
 // ---------------------------------------------------------------------------------------------
 // Stages over all faces of a frame (threads from the global pool). matrices: F x 6 (float32).
@@ -138,6 +146,10 @@ public:
     // Keep the frame's detail finer than `sigma` crop pixels (0: the official blend).
     void set_detail(float sigma);
     float detail() const { return detail_; }
+    // Shares of the change's colour and mean brightness pasted, each in [0, 1] (1: all).
+    void set_colour(float chroma, float brightness);
+    float chroma() const { return chroma_; }
+    float brightness() const { return brightness_; }
     // Seconds of the last swap: copy, warp, idn, mask, detail, paste.
     const std::array<double, 6>& seconds() const { return seconds_; }
     static std::vector<std::string> stage_names() { return {"copy", "warp", "idn", "mask", "detail", "paste"}; }
@@ -154,6 +166,8 @@ private:
     std::vector<MaskScratch> scratch_;
     std::array<double, 6> seconds_{};
     float detail_ = 0.0f;
+    float chroma_ = 1.0f;
+    float brightness_ = 1.0f;
     std::mutex mutex_;
 };
 

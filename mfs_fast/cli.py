@@ -75,6 +75,27 @@ def _detail(text: str) -> float:
     return _library_check(check_detail, float, text)
 
 
+def _share(name: str) -> Callable[[str], float]:
+    """An argparse type for a share option (chroma, brightness) checked by the library."""
+    def convert(text: str) -> float:
+        from .pipeline import check_share
+
+        return _library_check(lambda value: check_share(name, value), float, text)
+
+    convert.__name__ = name  # argparse names the type in its messages
+    return convert
+
+
+def _add_colour_options(p: argparse.ArgumentParser, prefix: str) -> None:
+    p.add_argument("--chroma", type=_share("chroma"), metavar="SHARE",
+                   help=f"{prefix}share of the swap's colour change pasted, 0 (the target's skin tone and eye colour) "
+                   "to 1 (all, as the official code); default: what the weights were trained for (0 for the starter "
+                   "weights, 1 for the official ones)")
+    p.add_argument("--brightness", type=_share("brightness"), metavar="SHARE",
+                   help=f"{prefix}share of the swap's mean brightness change pasted, 0 (the target's exposure) to 1; "
+                   "default: the weights' own (0 starter, 1 official)")
+
+
 def _cmd_convert(args: argparse.Namespace) -> None:
     from .checkpoints import load_official, save_weights
     from .checkpoints.native_format import sha256_of
@@ -142,7 +163,8 @@ def _make_swapper(args: argparse.Namespace, detector=None):
     return Swapper(args.source, args.weights, backend=args.backend or DEFAULT_BACKEND, strict=args.strict,
                    detector=detector or args.detector,
                    faces=args.faces, reference=args.reference, similarity=args.similarity,
-                   identity_encoder=args.identity_encoder, detail=args.detail)
+                   identity_encoder=args.identity_encoder, detail=args.detail, chroma=args.chroma,
+                   brightness=args.brightness)
 
 
 def _print_summary(swapper, output) -> None:
@@ -313,7 +335,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     result, paths = run_eval(args.sources, args.targets, args.output, methods=args.methods, weights=args.weights,
                              random_seed=args.random_weights, frames=args.frames, stride=args.stride,
                              use_mesh=not args.no_mesh, samples=args.samples, detector=args.detector,
-                             identity_encoder=args.identity_encoder, detail=args.detail,
+                             identity_encoder=args.identity_encoder, detail=args.detail, chroma=args.chroma,
+                             brightness=args.brightness,
                              log=lambda message: print(f"mfs-fast: {message}", file=sys.stderr))
     print(markdown_table(result.metrics))
     print(f"wrote {', '.join(str(p) for p in paths)}")
@@ -429,6 +452,7 @@ def _add_swapper_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detail", type=_detail, metavar="PIXELS", help="keep the target's own detail finer than PIXELS "
                    "aligned-crop pixels (0: paste the whole face, as the official code; default: what the weights "
                    "were trained for, 1.5 for the starter weights, 0 for the official ones)")
+    _add_colour_options(p, "")
     p.add_argument("--every", type=_every, default=5, help="video: run the detector every N frames, track between")
     p.add_argument("--backend", nargs="+", metavar="NAME", help="IDN backend, or an ordered preference list "
                    "(default: the fastest usable here; see `mfs-fast doctor` and `mfs-fast bench`)")
@@ -541,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detail", type=_detail, metavar="PIXELS",
                    help="model method: keep the target's detail finer than PIXELS crop pixels (0: off; default: "
                    "the weights' own)")
+    _add_colour_options(p, "model method: ")
     p.add_argument("-o", "--output", required=True, help="folder for metrics.json, metrics.md, samples.png")
     p.set_defaults(run=_cmd_eval)
 

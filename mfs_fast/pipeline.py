@@ -76,8 +76,12 @@ class Swapper:
     ``detail``: paste only the low band of the change, keeping the target's detail finer than
     this many crop pixels (:func:`mfs_fast.face.paste_back`; 0: the official blend); default
     the value the weights were trained for (``models.paste_detail``: 0 for the official weights).
+    ``chroma``, ``brightness``: shares (0 to 1) of the swap's colour change and mean brightness
+    change pasted (:func:`mfs_fast.face.paste.limit_colour`; 0 keeps the target's skin tone, eye
+    colour and exposure); default what the weights were trained for (``models.paste_chroma``,
+    ``models.paste_brightness``: 1 for the official weights).
 
-    ``faces``, ``similarity`` and ``detail`` are checked before anything is loaded: a bad
+    ``faces``, ``similarity``, ``detail``, ``chroma`` and ``brightness`` are checked before anything is loaded: a bad
     value is an :class:`MfsError` naming it.
     """
 
@@ -96,11 +100,16 @@ class Swapper:
         size: int = DEFAULT_SIZE,
         core: bool | None = None,
         detail: float | None = None,
+        chroma: float | None = None,
+        brightness: float | None = None,
     ) -> None:
         check_policy(faces)
         check_similarity(similarity)
         if detail is not None:
             check_detail(detail)
+        for name, share in (("chroma", chroma), ("brightness", brightness)):
+            if share is not None:
+                check_share(name, share)
         if similarity is not None and reference is None:
             warnings.warn("similarity has no effect without a reference image", stacklevel=2)
         if weights is None:
@@ -111,6 +120,8 @@ class Swapper:
             self.models = weights if isinstance(weights, FaceSwapModels) else load_weights(weights)
         self.size = size
         self.detail = check_detail(self.models.paste_detail if detail is None else detail)
+        self.chroma = check_share("chroma", self.models.paste_chroma if chroma is None else chroma)
+        self.brightness = check_share("brightness", self.models.paste_brightness if brightness is None else brightness)
         named = isinstance(backend, (str, list, tuple))
         self.backend: Backend = create_backend(backend, self.models, strict=strict) if named else backend
         if isinstance(detector, str):
@@ -143,7 +154,8 @@ class Swapper:
         else:
             from .backends.pipeline_core import PipelineCore
 
-            return PipelineCore(self.backend, self.size, detail=self.detail)
+            return PipelineCore(self.backend, self.size, detail=self.detail, chroma=self.chroma,
+                                brightness=self.brightness)
         if wanted:
             raise MfsError(f"the pipeline core cannot be used: {reason}")
         return None
@@ -253,7 +265,7 @@ class Swapper:
         for result, per_frame in zip(results, aligned):
             for face in per_frame:
                 paste_back(result, batch_item_to_bgr255(swapped[index]), masks[index, 0], face.inverse, out=result,
-                           crop=face.crop, detail=self.detail)
+                           crop=face.crop, detail=self.detail, chroma=self.chroma, brightness=self.brightness)
                 index += 1
         self.stats.seconds["paste"] += time.perf_counter() - start
         self.stats.faces_swapped += len(flat)
@@ -286,6 +298,17 @@ def check_detail(detail: float) -> float:
         raise MfsError(f"detail must be a number of crop pixels (0 = off, e.g. 1.5), got {detail!r}") from None
     if not 0.0 <= value <= MAX_PASTE_DETAIL:
         raise MfsError(f"detail must be between 0 (off) and {MAX_PASTE_DETAIL:g} crop pixels, got {detail!r}")
+    return value
+
+
+def check_share(name: str, share: float) -> float:
+    """A share of the swap's change the paste keeps (``chroma``, ``brightness``): 0 to 1."""
+    try:
+        value = float(share)
+    except (TypeError, ValueError):
+        raise MfsError(f"{name} must be a share from 0 (the target's) to 1 (the swap's), got {share!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise MfsError(f"{name} must be a share from 0 (the target's) to 1 (the swap's), got {share!r}")
     return value
 
 

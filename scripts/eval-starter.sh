@@ -8,6 +8,7 @@
 #   METHODS="target paste-source" scripts/eval-starter.sh   (the baselines only: no weights used)
 #   IDENTITY=faceres scripts/eval-starter.sh ...    (retrieval scored by faceres or mobileface, not dlib)
 #   DETAIL=0 scripts/eval-starter.sh ...    (paste the whole face: the model alone, without the target's detail)
+#   CHROMA=1 BRIGHTNESS=1 scripts/eval-starter.sh ...    (paste the swap's own colour and brightness too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 weights="${1:-mfs_fast/weights/starter}"
@@ -28,4 +29,5 @@ while IFS= read -r name; do targets+=("$img/$name"); done < <(
 targets+=("$data/videos/liveportrait__assets_examples_driving_d3.mp4" "$data/videos/liveportrait__assets_examples_driving_d19.mp4")
 exec .venv/bin/mfs-fast eval --sources "${sources[@]}" --targets "${targets[@]}" --weights "$weights" \
     --methods ${METHODS:-model target paste-source mesh-warp} --identity-encoder "${IDENTITY:-dlib}" \
-    --frames 6 --stride 10 ${DETAIL:+--detail "$DETAIL"} -o "$out"
+    --frames 6 --stride 10 ${DETAIL:+--detail "$DETAIL"} ${CHROMA:+--chroma "$CHROMA"} \
+    ${BRIGHTNESS:+--brightness "$BRIGHTNESS"} -o "$out"

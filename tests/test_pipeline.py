@@ -165,6 +165,9 @@ def test_several_faces_in_source_uses_largest_and_says_so(official_models, detec
     ({"detail": -1}, "detail must be between 0 \\(off\\) and 8 crop pixels, got -1"),
     ({"detail": float("nan")}, "detail must be between"),
     ({"detail": "sharp"}, "detail must be a number of crop pixels"),
+    ({"chroma": 1.5}, "chroma must be a share from 0 \\(the target's\\) to 1 \\(the swap's\\), got 1.5"),
+    ({"brightness": -0.1}, "brightness must be a share from 0"),
+    ({"chroma": "grey"}, "chroma must be a share"),
 ])
 def test_bad_swapper_arguments_are_refused_before_loading(options, message, tmp_path):
     """Checked first: the missing weights folder would otherwise be the error."""
@@ -222,6 +225,8 @@ def test_faces_that_do_not_match_the_reference_are_counted_apart(official_models
 @pytest.mark.parametrize("option, value, message", [
     ("--similarity", "5", "similarity must be a cosine similarity between -1 and 1, got 5.0"),
     ("--detail", "12", "detail must be between 0 (off) and 8 crop pixels, got 12.0"),
+    ("--chroma", "2", "chroma must be a share from 0 (the target's) to 1 (the swap's), got 2.0"),
+    ("--brightness", "x", "expected a number, got 'x'"),
 ])
 def test_cli_refuses_an_impossible_option_in_one_line(tmp_path, option, value, message):
     """As a user runs it: refused before any file is read (these do not even exist)."""
@@ -245,6 +250,12 @@ def test_detail_defaults_to_what_the_weights_were_trained_for(official_models, d
     swapper = Swapper(astronaut, trained, detector=detector)
     assert swapper.detail == 1.5 and (swapper.core is None or swapper.core.detail == 1.5)
     assert Swapper(astronaut, trained, detector=detector, detail=0).detail == 0.0
+    assert (swapper.chroma, swapper.brightness) == (1.0, 1.0)  # colour: the official paste unless trained otherwise
+    coloured = dataclasses.replace(official_models, paste_chroma=0.0, paste_brightness=0.25)
+    limited = Swapper(astronaut, coloured, detector=detector)
+    assert (limited.chroma, limited.brightness) == (0.0, 0.25)
+    assert limited.core is None or limited.core.colour == pytest.approx((0.0, 0.25))
+    assert Swapper(astronaut, coloured, detector=detector, chroma=1, brightness=1).chroma == 1.0
     kept = swapper.swap(astronaut)
     assert (kept != astronaut).sum() > 10_000  # still a swap
 

@@ -488,14 +488,41 @@ def test_with_target_detail_is_the_paste_the_swapper_makes():
     assert torch.allclose((kept - target)[inside], gaussian_blur(noisy - target, 1.5)[inside], atol=1e-6)
 
 
+def test_limit_colour_in_training_is_the_paste_the_swapper_makes():
+    """The torch limit_colour (RGB, in the training composite) equals face.paste.limit_colour
+    (BGR, in the paste) on fresh random changes and weights."""
+    from mfs_fast.face.paste import limit_colour as paste_limit_colour
+    from mfs_fast.train.losses import limit_colour, with_target_detail
+
+    rng = np.random.default_rng()
+    change = rng.normal(0, 0.1, (2, 3, 40, 40)).astype(np.float32)
+    weights = rng.random((2, 1, 40, 40)).astype(np.float32)
+    for chroma, brightness in [(0.0, 0.0), (0.3, 1.0), (1.0, 0.6)]:
+        got = limit_colour(torch.from_numpy(change), torch.from_numpy(weights), chroma, brightness).numpy()
+        for n in range(2):
+            bgr = np.ascontiguousarray(change[n].transpose(1, 2, 0)[..., ::-1])
+            expected = paste_limit_colour(bgr, weights[n, 0], chroma, brightness)[..., ::-1].transpose(2, 0, 1)
+            np.testing.assert_allclose(got[n], expected, atol=1e-5)
+    target = torch.rand(2, 3, 40, 40)
+    mask = torch.from_numpy(weights)
+    tinted = target + torch.tensor([0.1, -0.05, 0.0]).view(1, 3, 1, 1)
+    composite = with_target_detail(tinted, target, mask, 0.0, chroma=0.0, brightness=0.0)
+    assert torch.allclose(composite, target, atol=1e-6)  # a pure colour and brightness change: none pasted
+
+
 def test_keep_target_detail_trains_and_the_export_records_it(tmp_path, photo_folder):
-    path = _write_config(tmp_path, data=[photo_folder], steps=2, lambda_gan=0.0, keep_target_detail=1.5)
+    path = _write_config(tmp_path, data=[photo_folder], steps=2, lambda_gan=0.0, keep_target_detail=1.5,
+                         paste_chroma=0.0, paste_brightness=0.5)
     trainer = StudentTrainer(load_config(path))
     trainer.train_step()
     folder = trainer.export(tmp_path / "exported")
-    assert json.loads((folder / "manifest.json").read_text())["paste_detail"] == 1.5
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert (manifest["paste_detail"], manifest["paste_chroma"], manifest["paste_brightness"]) == (1.5, 0.0, 0.5)
     from mfs_fast.checkpoints import load_weights
 
-    assert load_weights(folder).paste_detail == 1.5
+    loaded = load_weights(folder)
+    assert (loaded.paste_detail, loaded.paste_chroma, loaded.paste_brightness) == (1.5, 0.0, 0.5)
+    with pytest.raises(MfsError, match="paste_chroma"):
+        load_config(_write_config(tmp_path, data=[photo_folder], paste_chroma=2.0))
     with pytest.raises(MfsError, match="keep_target_detail"):
         load_config(_write_config(tmp_path, data=[photo_folder], keep_target_detail=-1.0))

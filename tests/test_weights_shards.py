@@ -135,3 +135,23 @@ def test_paste_detail_travels_in_the_manifest(tmp_path, models):
         (folder / MANIFEST).write_text(json.dumps({**manifest, "paste_detail": bad}))
         with pytest.raises(CheckpointError, match="paste_detail"):
             load_weights(folder)
+
+
+
+def test_paste_colour_shares_travel_in_the_manifest(tmp_path, models):
+    """Weights trained for the colour-limited paste (paste_chroma / paste_brightness) say so; 1
+    (the official paste) is not written; damaged values are refused by name."""
+    import dataclasses
+
+    plain = save_weights(models, tmp_path / "plain")
+    assert not {"paste_chroma", "paste_brightness"} & set(json.loads((plain / MANIFEST).read_text()))
+    assert (load_weights(plain).paste_chroma, load_weights(plain).paste_brightness) == (1.0, 1.0)
+    folder = save_weights(dataclasses.replace(models, paste_chroma=0.0, paste_brightness=0.5), tmp_path / "colour")
+    loaded = load_weights(folder)
+    assert (loaded.paste_chroma, loaded.paste_brightness) == (0.0, 0.5)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    for key in ("paste_chroma", "paste_brightness"):
+        for bad in ["0", -0.5, 1.5, False, None]:
+            (folder / MANIFEST).write_text(json.dumps({**manifest, key: bad}))
+            with pytest.raises(CheckpointError, match=key):
+                load_weights(folder)

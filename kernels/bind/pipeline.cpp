@@ -193,6 +193,8 @@ public:
     py::object engine() const { return engine_obj_; }
     float detail() const { return core_->detail(); }
     void set_detail(float sigma) { core_->set_detail(sigma); }
+    py::tuple colour() const { return py::make_tuple(core_->chroma(), core_->brightness()); }
+    void set_colour(float chroma, float brightness) { core_->set_colour(chroma, brightness); }
 
 private:
     py::object engine_obj_;  // keeps the FusedIDN (and its engine) alive
@@ -230,6 +232,11 @@ void bind_pipeline(py::module_& m) {
              "Seconds per stage of the last swap: copy, warp, idn, mask, detail, paste")
         .def_property("detail", &PyPipelineCore::detail, &PyPipelineCore::set_detail,
                       "Keep the frame's detail finer than this many crop pixels (0: the official blend)")
+        .def("colour", &PyPipelineCore::colour, "(chroma, brightness): shares of the change's colour and mean\n"
+             "brightness pasted (1, 1: all)")
+        .def("set_colour", &PyPipelineCore::set_colour, py::arg("chroma"), py::arg("brightness"),
+             "Paste only these shares (0 to 1) of the change's colour and mean brightness\n"
+             "(mfs_fast.face.paste.limit_colour; both 1: the change as it is)")
         .def_property_readonly("size", &PyPipelineCore::size)
         .def_property_readonly("isa", &PyPipelineCore::isa)
         .def_property_readonly("engine", &PyPipelineCore::engine);

@@ -31,12 +31,13 @@ class PipelineCore:
     ``idn``: the backend to run on (shared; a :class:`NativeEngine`, e.g. :class:`FusedIDN`), or
     :class:`FaceSwapModels` to make a :class:`FusedIDN`. ``size``: the aligned crop side (a multiple
     of 32). ``threads``: default the backend's. ``isa``: the warp/blend kernels, "auto" (the
-    backend's kernel set), "avx2" or "scalar". ``detail``: as :func:`mfs_fast.face.paste_back`'s.
+    backend's kernel set), "avx2" or "scalar". ``detail``, ``chroma``, ``brightness``: as
+    :func:`mfs_fast.face.paste_back`'s.
     Raises :class:`mfs_fast.NativeUnavailableError` when the C++ extension is not built.
     """
 
     def __init__(self, idn: NativeEngine | FaceSwapModels, size: int = 224, threads: int | None = None,
-                 isa: str = "auto", detail: float = 0.0) -> None:
+                 isa: str = "auto", detail: float = 0.0, chroma: float = 1.0, brightness: float = 1.0) -> None:
         native = require_native()
         if isinstance(idn, FaceSwapModels):
             idn = FusedIDN(idn, threads=threads, isa=isa)
@@ -49,6 +50,7 @@ class PipelineCore:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self._core = native.PipelineCore(idn.native_engine(self.size), isa)
         self.detail = detail
+        self._core.set_colour(float(chroma), float(brightness))
 
     @property
     def detail(self) -> float:
@@ -58,6 +60,15 @@ class PipelineCore:
     @detail.setter
     def detail(self, sigma: float) -> None:
         self._core.detail = float(sigma)
+
+    @property
+    def colour(self) -> tuple[float, float]:
+        """(chroma, brightness): shares of the change's colour and mean brightness pasted."""
+        return tuple(self._core.colour())
+
+    def set_colour(self, chroma: float, brightness: float) -> None:
+        """Paste only these shares (0 to 1) of the change's colour and mean brightness."""
+        self._core.set_colour(float(chroma), float(brightness))
 
     @property
     def isa(self) -> str:

@@ -75,6 +75,9 @@ def save_weights(models: FaceSwapModels, folder: str | Path, provenance: dict | 
                       "identity": getattr(models.identity, "kind", IRSE_KIND), "storage": storage}
     if models.paste_detail:
         manifest["paste_detail"] = float(models.paste_detail)
+    for key in ("paste_chroma", "paste_brightness"):
+        if getattr(models, key) != 1.0:
+            manifest[key] = float(getattr(models, key))
     return _write_folder(Path(folder), stored, manifest, max_file_bytes)
 
 
@@ -198,6 +201,8 @@ def load_weights_dir(folder: str | Path) -> FaceSwapModels:
             _check_fits(state, module.state_dict(), f"{path} ({field})")
             module.load_state_dict(state, strict=True)
     models.paste_detail = _paste_detail(manifest, folder / MANIFEST)
+    models.paste_chroma, models.paste_brightness = (_paste_share(manifest, key, folder / MANIFEST)
+                                                    for key in ("paste_chroma", "paste_brightness"))
     return models.eval()
 
 
@@ -206,6 +211,14 @@ def _paste_detail(manifest: dict, path: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= MAX_PASTE_DETAIL:
         raise CheckpointError(f"{path} is damaged: paste_detail must be a number of crop pixels from 0 to "
                               f"{MAX_PASTE_DETAIL:g}, got {value!r}; write the folder again")
+    return float(value)
+
+
+def _paste_share(manifest: dict, key: str, path: Path) -> float:
+    value = manifest.get(key, 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise CheckpointError(f"{path} is damaged: {key} must be a share from 0 to 1, got {value!r}; "
+                              "write the folder again")
     return float(value)
 
 

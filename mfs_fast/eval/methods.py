@@ -172,13 +172,13 @@ class ModelMethod(Method):
         return lambda frame: swapper.swap_tracked(frame, tracker)
 
 
-# name -> factory(detector, weights=, random_seed=, every=, detail=)
+# name -> factory(detector, weights=, random_seed=, every=, paste=)
 EVAL_METHODS: Registry[Method] = Registry("eval method")
 
 
 @EVAL_METHODS.register("model", note="our Swapper: --weights DIR or --random-weights SEED")
 def _model_method(detector: FaceDetector, *, weights: str | None = None, random_seed: int | None = None,
-                  every: int = 5, detail: float | None = None) -> ModelMethod:
+                  every: int = 5, paste: dict[str, float] | None = None) -> ModelMethod:
     if (weights is None) == (random_seed is None):
         raise MfsError("the model method needs exactly one of --weights DIR or --random-weights SEED")
     if weights is not None:
@@ -187,7 +187,7 @@ def _model_method(detector: FaceDetector, *, weights: str | None = None, random_
         models = load_weights(weights)
     else:
         models = FaceSwapModels.random(random_seed)
-    return ModelMethod(models, detector, every=every, detail=detail)
+    return ModelMethod(models, detector, every=every, **(paste or {}))
 
 
 @EVAL_METHODS.register("target", note="the target unchanged (identity floor, zero pose error)")
@@ -209,10 +209,11 @@ METHODS = tuple(EVAL_METHODS.names())
 
 
 def create_methods(names: list[str], detector: FaceDetector, *, weights: str | None = None,
-                   random_seed: int | None = None, every: int = 5, detail: float | None = None) -> list[Method]:
-    """Methods by name; ``model`` needs ``weights`` (a folder) or ``random_seed``; ``detail``: its Swapper's.
+                   random_seed: int | None = None, every: int = 5, paste: dict[str, float] | None = None) -> list[Method]:
+    """Methods by name; ``model`` needs ``weights`` (a folder) or ``random_seed``; ``paste``: its
+    Swapper's paste options (detail, chroma, brightness; unset: the weights' own).
     Every name is checked before any method is built."""
     for name in names:
         EVAL_METHODS.require(name)
-    return [EVAL_METHODS.create(name, detector, weights=weights, random_seed=random_seed, every=every, detail=detail)
+    return [EVAL_METHODS.create(name, detector, weights=weights, random_seed=random_seed, every=every, paste=paste)
             for name in names]

@@ -11,6 +11,14 @@ is warped back and added, ``frame + mask * change``. The target's own fine textu
 lashes, hair edges) then stays at the frame's full resolution, which a 224 crop and a soft
 model cannot give back; identity, shape and colour come from the swapped face. The C++
 pipeline core does the same (kernels/pipeline.cpp, blend_change).
+
+``chroma < 1`` / ``brightness < 1`` paste only that share of the change's colour (its part
+orthogonal to grey, BT.601 luminance kept) and of its mean luminance over the paste mask
+(:func:`limit_colour`). Why: a small model repaints a face's colours badly (a source's grey
+beard as a translucent grey wash, blue-grey eyes, pink casts), while the shape and shading that
+carry identity live in the luminance pattern; with both at 0 the target keeps its own skin tone,
+eye colour and exposure, as the classical swap keeps them. Both change the paste through the
+change path (``frame + mask * change``) even with ``detail = 0``.
 """
 
 from __future__ import annotations
@@ -41,6 +49,23 @@ def blend_mask(idn_mask: np.ndarray) -> np.ndarray:
     return mask * _border_fade(mask.shape[0])
 
 
+LUMA_BGR = np.array([0.114, 0.587, 0.299], np.float32)  # BT.601 luminance weights, BGR order
+
+
+def limit_colour(change: np.ndarray, weights: np.ndarray, chroma: float = 1.0, brightness: float = 1.0) -> np.ndarray:
+    """``change`` (S x S x 3 BGR float32) with only ``chroma`` of its colour and ``brightness`` of
+    its mean luminance over ``weights`` (S x S); its luminance pattern kept whole."""
+    if chroma == 1.0 and brightness == 1.0:
+        return change
+    luma = (change @ LUMA_BGR)[..., None]
+    limited = luma + np.float32(chroma) * (change - luma)
+    if brightness != 1.0:
+        total = float(weights.sum())
+        if total > 0:
+            limited -= np.float32((1.0 - brightness) * float((luma[..., 0] * weights).sum()) / total)
+    return limited
+
+
 def footprint_box(inverse: np.ndarray, size: int, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
     """Integer box (x0, y0, x1, y1) in the frame covering the warped-back crop, or None if outside."""
     corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64) @ inverse.T
@@ -54,13 +79,15 @@ def footprint_box(inverse: np.ndarray, size: int, frame_shape: tuple[int, ...]) 
 
 
 def paste_back(frame: np.ndarray, face: np.ndarray, idn_mask: np.ndarray, inverse: np.ndarray,
-               out: np.ndarray | None = None, *, crop: np.ndarray | None = None, detail: float = 0.0) -> np.ndarray:
+               out: np.ndarray | None = None, *, crop: np.ndarray | None = None, detail: float = 0.0,
+               chroma: float = 1.0, brightness: float = 1.0) -> np.ndarray:
     """Blend ``face`` (size x size x 3 BGR, float 0..255 or uint8) into ``frame``.
 
     Returns ``out`` (a copy of ``frame`` unless given; ``out=frame`` works in place). Only
     pixels inside the face's footprint box are written. ``detail``: keep the frame's detail
     finer than this many crop pixels, ``crop`` being the aligned target (same layout as
-    ``face``; see the module docstring; 0: the official blend).
+    ``face``); ``chroma``, ``brightness``: shares of the change's colour and mean brightness
+    pasted (see the module docstring; detail 0, chroma and brightness 1: the official blend).
     """
     if out is None:
         out = frame.copy()
@@ -73,14 +100,20 @@ def paste_back(frame: np.ndarray, face: np.ndarray, idn_mask: np.ndarray, invers
     local[:, 2] -= (x0, y0)  # warp straight into the box
     roi_size = (x1 - x0, y1 - y0)
     face = face.astype(np.float32, copy=False)
-    if detail > 0:
+    mask = blend_mask(idn_mask)
+    as_change = detail > 0 or chroma != 1.0 or brightness != 1.0
+    if as_change:
         if crop is None or crop.shape != face.shape:
-            raise ValueError(f"detail > 0 needs the aligned target crop of the face's shape {face.shape}")
-        face = cv2.GaussianBlur(face - crop.astype(np.float32), (0, 0), detail)  # the change, low band only
+            raise ValueError(f"detail > 0, chroma or brightness < 1 need the aligned target crop of the face's "
+                             f"shape {face.shape}")
+        face = face - crop.astype(np.float32)  # the change
+        if detail > 0:
+            face = cv2.GaussianBlur(face, (0, 0), detail)  # low band only
+        face = limit_colour(face, mask, chroma, brightness)
     warped_face = cv2.warpAffine(face, local, roi_size, flags=cv2.INTER_LINEAR)
-    warped_mask = cv2.warpAffine(blend_mask(idn_mask), local, roi_size, flags=cv2.INTER_LINEAR)[..., None]
+    warped_mask = cv2.warpAffine(mask, local, roi_size, flags=cv2.INTER_LINEAR)[..., None]
     region = frame[y0:y1, x0:x1].astype(np.float32)
-    if detail > 0:
+    if as_change:
         blended = region + warped_mask * warped_face
     else:
         blended = warped_face * warped_mask + region * (1.0 - warped_mask)

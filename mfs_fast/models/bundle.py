@@ -26,6 +26,10 @@ class FaceSwapModels:
     # crop pixels of the target's own detail the paste should keep (Swapper(detail=)): weights
     # trained with it (train config keep_target_detail) expect it; 0 for the official ones
     paste_detail: float = 0.0
+    # shares of the change's colour and mean brightness the paste keeps (Swapper(chroma=,
+    # brightness=); train config paste_chroma / paste_brightness); 1 (all) for the official ones
+    paste_chroma: float = 1.0
+    paste_brightness: float = 1.0
 
     @classmethod
     def random(cls, seed: int = 0) -> "FaceSwapModels":

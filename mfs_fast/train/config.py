@@ -62,6 +62,8 @@ class TrainConfig:
     colour_lightness: float = 0.3  # the weight of lightness against chroma in it
     colour_margin: float = 0.0  # Lab units of mean distance left free
     keep_target_detail: float = 0.0  # losses see the result with the target's band finer than this (crop px), as Swapper(detail=) pastes it (0: off)
+    paste_chroma: float = 1.0  # ... and with only this share of the change's colour, as Swapper(chroma=) pastes it (1: all)
+    paste_brightness: float = 1.0  # ... and of its mean brightness over the mask, as Swapper(brightness=) (1: all)
     second_identity: str = ""  # a second identity net in the loss ("faceres"); eval keeps another one out
     lambda_id_second: float = 0.0  # its 1 - cos(source, result) weight
     gan_start: int = 0  # step at which the adversarial loss starts
@@ -130,6 +132,8 @@ class TrainConfig:
                            f"got {self.second_identity!r}")
         if self.detail_sigma <= 0 or self.keep_target_detail < 0:
             raise MfsError("config: detail_sigma must be > 0 and keep_target_detail >= 0")
+        if not (0 <= self.paste_chroma <= 1 and 0 <= self.paste_brightness <= 1):
+            raise MfsError("config: paste_chroma and paste_brightness must be within [0, 1]")
         if self.colour_sigma <= 0 or self.colour_lightness < 0 or self.colour_margin < 0:
             raise MfsError("config: colour_sigma must be > 0, colour_lightness and colour_margin >= 0")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -98,10 +98,32 @@ def high_pass(images: Tensor, sigma: float) -> Tensor:
     return images - gaussian_blur(images, sigma)
 
 
-def with_target_detail(result: Tensor, target: Tensor, mask: Tensor, sigma: float) -> Tensor:
-    """``target + mask * blur(result - target)``: the result as Swapper(detail=sigma) pastes it
-    (mfs_fast/face/paste.py), its band finer than ``sigma`` crop pixels taken from the target."""
-    return target + mask * gaussian_blur(result - target, sigma)
+LUMA_RGB = (0.299, 0.587, 0.114)  # BT.601, as mfs_fast.face.paste.LUMA_BGR in RGB order
+
+
+def limit_colour(change: Tensor, weights: Tensor, chroma: float = 1.0, brightness: float = 1.0) -> Tensor:
+    """The change (N x 3 x H x W, RGB) with only ``chroma`` of its colour part and ``brightness`` of
+    its mean luminance over ``weights`` (N x 1 x H x W); its luminance pattern is kept whole.
+    The torch twin of :func:`mfs_fast.face.paste.limit_colour` (see there why)."""
+    if chroma == 1.0 and brightness == 1.0:
+        return change
+    luma = (change * change.new_tensor(LUMA_RGB).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+    limited = luma + chroma * (change - luma)
+    if brightness != 1.0:
+        mean = (luma * weights).sum(dim=(2, 3), keepdim=True) / weights.sum(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+        limited = limited - (1.0 - brightness) * mean
+    return limited
+
+
+def with_target_detail(result: Tensor, target: Tensor, mask: Tensor, sigma: float, chroma: float = 1.0,
+                       brightness: float = 1.0) -> Tensor:
+    """``target + mask * limit_colour(blur(result - target))``: the result as
+    Swapper(detail=sigma, chroma=, brightness=) pastes it (mfs_fast/face/paste.py), its band finer
+    than ``sigma`` crop pixels (0: none) and the colour the paste leaves out taken from the target."""
+    change = result - target
+    if sigma > 0:
+        change = gaussian_blur(change, sigma)
+    return target + mask * limit_colour(change, mask, chroma, brightness)
 
 
 def detail_loss(result: Tensor, target: Tensor, face_mask: Tensor, sigma: float) -> Tensor:

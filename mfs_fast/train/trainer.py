@@ -218,7 +218,10 @@ class StudentTrainer:
             error = torch.cat([e.flatten() for e in errors])
             provenance["storage_error_vs_fp32"] = {"max_abs": float(error.max()), "mean_abs": float(error.mean()),
                                                    "on": "probe swaps, RGB in [0, 1]"}
-        self.student.paste_detail = self.config.keep_target_detail  # trained for that paste: the Swapper's default
+        # trained for that paste: the Swapper's default
+        self.student.paste_detail = self.config.keep_target_detail
+        self.student.paste_chroma = self.config.paste_chroma
+        self.student.paste_brightness = self.config.paste_brightness
         save_weights(self.student, folder, provenance=provenance, storage=self.config.export_storage)
         return folder
 
@@ -271,8 +274,10 @@ class StudentTrainer:
                     teacher_out.append(taught.to(device))
                     teacher_rows.append(rows + sum(len(t) for t in targets[:-1]))
             result, mask, target = torch.cat(results), torch.cat(masks), torch.cat(targets)
-            if config.keep_target_detail:  # train what the Swapper will show: the target's fine detail kept
-                result = with_target_detail(result.float(), target.float(), mask.float(), config.keep_target_detail)
+            if config.keep_target_detail or config.paste_chroma < 1 or config.paste_brightness < 1:
+                # train what the Swapper will show: the target's fine detail (and colour) kept
+                result = with_target_detail(result.float(), target.float(), mask.float(), config.keep_target_detail,
+                                            config.paste_chroma, config.paste_brightness)
             face_mask, recon = torch.cat(face_masks), torch.cat(recon).float()
             pixel = torch.cat(pixel).float()  # pixel losses only where the target is sharp enough
             source_embedding = torch.cat(source_ids)

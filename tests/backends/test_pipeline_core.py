@@ -64,7 +64,8 @@ def python_path(swapper: Swapper, frame: np.ndarray) -> np.ndarray:
         swapper.core = core
 
 
-def python_reference(swapper: Swapper, frame: np.ndarray, landmarks: np.ndarray, detail: float = 0.0) -> np.ndarray:
+def python_reference(swapper: Swapper, frame: np.ndarray, landmarks: np.ndarray, detail: float = 0.0,
+                     chroma: float = 1.0, brightness: float = 1.0) -> np.ndarray:
     """align_face + the backend's IDN + paste_back, face after face (the Python pipeline)."""
     aligned = [align_face(frame, lm, swapper.size) for lm in landmarks]
     batch = np.stack([a.crop for a in aligned])[..., ::-1].astype(np.float32) * np.float32(1.0 / 255.0)
@@ -72,7 +73,8 @@ def python_reference(swapper: Swapper, frame: np.ndarray, landmarks: np.ndarray,
     result = frame.copy()
     for i, a in enumerate(aligned):
         bgr = faces[i].transpose(1, 2, 0)[..., ::-1] * np.float32(255.0)
-        paste_back(result, bgr, masks[i, 0], a.inverse, out=result, crop=a.crop, detail=detail)
+        paste_back(result, bgr, masks[i, 0], a.inverse, out=result, crop=a.crop, detail=detail, chroma=chroma,
+                   brightness=brightness)
     return result
 
 
@@ -196,6 +198,34 @@ def test_detail_keeping_paste_matches_python(official_models, astronaut, landmar
     assert_within_one_level(core.swap(frame.copy(), faces), plain)
     with pytest.raises(ValueError, match="detail"):
         core.detail = -1.0
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("detail, chroma, brightness", [(1.5, 0.0, 0.0), (0.0, 0.0, 1.0), (1.5, 0.4, 0.7)])
+def test_colour_limited_paste_matches_python(official_models, astronaut, landmarks, isa, detail, chroma, brightness):
+    """chroma / brightness < 1: the core pastes only those shares of each change's colour and mean
+    brightness, as paste_back(chroma=, brightness=), also without the detail band (detail 0)."""
+    from mfs_fast.backends.fused import FusedIDN
+    from mfs_fast.backends.pipeline_core import PipelineCore
+
+    core = PipelineCore(FusedIDN(official_models, threads=2, isa=isa), detail=detail, chroma=chroma,
+                        brightness=brightness)
+    assert core.colour == pytest.approx((chroma, brightness))
+    swapper = Swapper(astronaut, official_models, backend=core.idn, detector=create_detector("blazeface"),
+                      detail=detail, chroma=chroma, brightness=brightness)
+    assert swapper.core.colour == pytest.approx((chroma, brightness))
+    h, w = astronaut.shape[:2]
+    frame = np.ascontiguousarray(np.tile(astronaut, (1, 2, 1)))
+    faces = np.stack([landmarks, landmarks + np.float32((w, 0))])
+    expected = python_reference(swapper, frame, faces, detail, chroma, brightness)
+    got = core.swap(frame.copy(), faces)
+    assert_within_one_level(got, expected)
+    full = python_reference(swapper, frame, faces, detail)
+    assert np.abs(got.astype(int) - full).max() > 10  # the colour limit changed the paste
+    core.set_colour(1.0, 1.0)
+    assert_within_one_level(core.swap(frame.copy(), faces), full)
+    with pytest.raises(ValueError, match="chroma and brightness"):
+        core.set_colour(1.5, 0.0)
 
 
 # ------------------------------------------------------------------------------ in place / out

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mfs_fast.face import align_face, alignment_matrix, blend_mask, paste_back, template
-from mfs_fast.face.paste import footprint_box
+from mfs_fast.face.paste import LUMA_BGR, footprint_box, limit_colour
 
 
 def random_similarity(rng, scale=(0.8, 2.5), x=(100, 500), y=(100, 300)) -> np.ndarray:
@@ -134,3 +134,45 @@ def test_detail_keeps_the_frames_texture_and_takes_the_faces_low_band(scene):
     assert kept_error < 3 and official_error > 4 * kept_error
     with pytest.raises(ValueError, match="crop"):
         paste_back(frame, face, full_mask, aligned.inverse, detail=1.5)
+
+
+def test_limit_colour_keeps_the_luminance_pattern_and_drops_colour_and_mean_brightness():
+    """chroma 0: the change turns grey with its BT.601 luminance unchanged; brightness 0: its mean
+    luminance over the weights is 0; both 1: the change as it is; shares between mix linearly."""
+    rng = np.random.default_rng()
+    change = rng.normal(0, 20, (32, 32, 3)).astype(np.float32)
+    weights = rng.random((32, 32)).astype(np.float32)
+    luma = change @ LUMA_BGR
+    assert limit_colour(change, weights) is change
+    grey = limit_colour(change, weights, chroma=0.0)
+    np.testing.assert_allclose(grey, np.repeat(luma[..., None], 3, axis=2), atol=1e-4)
+    flat = limit_colour(change, weights, chroma=0.0, brightness=0.0)
+    assert abs(float(((flat @ LUMA_BGR) * weights).sum() / weights.sum())) < 1e-3
+    np.testing.assert_allclose(flat - grey, np.full_like(grey, (flat - grey)[0, 0, 0]), atol=1e-4)  # one shift
+    half = limit_colour(change, weights, chroma=0.5)
+    np.testing.assert_allclose(half, (change + grey) / 2, atol=1e-4)
+    np.testing.assert_allclose(half @ LUMA_BGR, luma, atol=1e-3)
+
+
+def test_colour_limited_paste_keeps_the_frames_colour(scene):
+    """A face that is the target tinted red and darkened: chroma 0 pastes no tint, brightness 0
+    no darkening either; the full paste brings both."""
+    frame, aligned, _, _ = scene
+    frame = frame // 2 + 64
+    aligned = align_face(frame, apply(aligned.inverse, template(224)), 224)
+    full_mask = np.ones((224, 224), np.float32)
+    face = aligned.crop.astype(np.float32) + np.float32([-20, -20, 30])  # BGR: redder, a little darker
+    x0, y0, x1, y1 = footprint_box(aligned.inverse, 224, frame.shape)
+    cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
+    centre = (slice(cy - 8, cy + 8), slice(cx - 8, cx + 8))
+
+    def shift(**options) -> np.ndarray:
+        pasted = paste_back(frame, face, full_mask, aligned.inverse, crop=aligned.crop, **options)
+        return (pasted[centre].astype(float) - frame[centre]).reshape(-1, 3).mean(axis=0)
+
+    np.testing.assert_allclose(shift(), [-20, -20, 30], atol=1.5)
+    luma = float(np.float32([-20, -20, 30]) @ LUMA_BGR)
+    np.testing.assert_allclose(shift(chroma=0.0), [luma] * 3, atol=1.5)
+    np.testing.assert_allclose(shift(chroma=0.0, brightness=0.0), [0, 0, 0], atol=1.0)
+    with pytest.raises(ValueError, match="crop"):
+        paste_back(frame, face, full_mask, aligned.inverse, chroma=0.0)
