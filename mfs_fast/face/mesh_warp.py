@@ -13,7 +13,12 @@ raster, then every pixel's affine map in one float32 pass). The warped face is t
    switches over within a pixel or two at the (eroded) hull, coarse shading over a wide band,
    so the seam goes without a blur over the face; half of the coarsest level (shading over
    ~32 px) is the target's, which carries its lighting onto the face;
-3. given back the target's eye openings and mouth interior (inside the lid margins and the
+3. kept to what the source really shows of its face (:func:`seen_face`): triangles that fold
+   over (the far side of a turned target's face) and source pixels that are not face (hair
+   across a cheek, background beyond the jaw: far from the source's skin colour, outside its
+   inner face and features) are left to the target, which the warp would otherwise smear into
+   dark streaks over the target's cheek;
+4. given back the target's eye openings and mouth interior (inside the lid margins and the
    inner lip line of the target's mesh: nothing where they are closed), which a 2D warp cannot
    produce: it stretches a closed source mouth over an open target one, and its eyes look
    where the source's did.
@@ -22,7 +27,8 @@ Identity (texture, proportions inside the face) comes from the source, pose, exp
 and colour from the target. It needs no learned weights, which makes it the training teacher
 (:mod:`mfs_fast.train.warp_teacher`) and an evaluation baseline (``mfs-fast eval --methods
 mesh-warp``). ``blend="feather"``, ``regions=False`` and ``keep_openings=False`` give the first
-version's plain feather, whole-face colour match and warped interiors (for comparison).
+version's plain feather, whole-face colour match and warped interiors, ``keep_unseen=True``
+every covered pixel whatever the source shows there (for comparison).
 """
 
 from __future__ import annotations
@@ -65,6 +71,11 @@ MOUTH_OPEN = (0.08, 0.16)  # lip gap / mouth width, the same for the mouth inter
 EYE_MARGIN = 0.15  # eye colour region: the lid margins grown by this many eye widths (lids, lashes)
 BROW_MARGIN = 0.1
 LIP_MARGIN = 0.05
+SKIN_DISTANCE = 3.0  # source pixels further than this (Lab, in skin spreads per channel, RMS) are not skin
+SKIN_SPREAD_FLOOR = (4.0, 3.0, 3.0)  # Lab: the least spread a skin channel is taken to have
+INNER_FACE = 0.45  # eye widths: the hull shrunk by this is face whatever its colour (beards, shadows)
+FEATURE_MARGIN = 0.3  # eye widths around the eyes, brows and lips taken as face whatever their colour
+MAX_STRETCH = 2.5  # a triangle stretched more than this (against the face's scale) is left to the target
 
 
 def triangulate(points: np.ndarray) -> np.ndarray:
@@ -311,17 +322,79 @@ def multiband_blend(front: np.ndarray, back: np.ndarray, mask: np.ndarray, level
     return back + blended
 
 
+def unfolded_triangles(source_points: np.ndarray, target_points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Boolean per triangle: it keeps the orientation most of the face keeps from source to
+    target (one that flips against it is folded over by a turned face: it stands for skin the
+    target does not show; a mirrored target flips them all, which is no fold) and is not
+    stretched more than MAX_STRETCH times in any direction against the face's overall scale
+    (such a triangle smears a sliver of the source, often its eye corner or hair, into streaks)."""
+    source = np.asarray(source_points, np.float64)[triangles]
+    target = np.asarray(target_points, np.float64)[triangles]
+    edges_s, edges_t = source[:, 1:] - source[:, :1], target[:, 1:] - target[:, :1]  # T x 2 x 2 (rows: edges)
+    det_s, det_t = np.linalg.det(edges_s), np.linalg.det(edges_t)
+    same_side = det_s * det_t
+    if same_side.sum() < 0:  # the target mesh as a whole is mirrored (a flipped crop): that is no fold
+        same_side = -same_side
+    keep = same_side > 0
+    linear = np.zeros_like(edges_s)  # source -> target: edges_s @ L = edges_t
+    linear[keep] = np.linalg.solve(edges_s[keep], edges_t[keep])
+    stretch = np.linalg.svd(linear, compute_uv=False)  # T x 2, largest first
+    scale = np.sqrt(np.median(np.abs(det_t[keep]) / np.abs(det_s[keep]))) if keep.any() else 1.0
+    return keep & (stretch[:, 0] <= MAX_STRETCH * scale)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` (bool) with every region it encloses (not reachable from the border) added."""
+    outside = np.pad(~mask, 1, constant_values=True).astype(np.uint8)  # a free ring around: one seed reaches all
+    filled = cv2.floodFill(outside, None, (0, 0), 2)[1]
+    return filled[1:-1, 1:-1] != 2
+
+
+def seen_face(source: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """uint8 0/1 mask of the source crop (RGB float in [0, 1]) that shows its face: the mesh hull
+    where the colour is within SKIN_DISTANCE of the skin's (mean and spread over the inner
+    cheeks and forehead, away from the features), plus the inner face and the features grown
+    by FEATURE_MARGIN eye widths whatever their colour. Hair over a cheek and background
+    inside the hull's edge are left out."""
+    size = source.shape[0]
+    points = np.asarray(points, np.float64)
+    width = eye_width(points)
+    hull = hull_mask(points, size) > 0
+    features = np.zeros((size, size), np.uint8)
+    for name, polygon in (("eye", RIGHT_EYE), ("eye", LEFT_EYE), ("brow", RIGHT_BROW), ("brow", LEFT_BROW),
+                          ("lips", LIPS_OUTER)):
+        features |= _polygon(points, polygon, size, FEATURE_MARGIN * width)
+    inner_radius = max(1, int(round(INNER_FACE * width)))
+    inner = cv2.erode(hull.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inner_radius + 1,) * 2))
+    skin = (inner > 0) & (features == 0)
+    if skin.sum() < MIN_REGION:
+        return hull.astype(np.uint8)
+    lab = cv2.cvtColor(np.asarray(source, np.float32), cv2.COLOR_RGB2Lab)
+    mean, std = lab[skin].mean(axis=0), np.maximum(lab[skin].std(axis=0), SKIN_SPREAD_FLOOR)
+    distance = np.sqrt((((lab - mean) / std) ** 2).mean(axis=-1))
+    face = hull & ((distance < SKIN_DISTANCE) | (inner > 0) | (features > 0))
+    face = cv2.morphologyEx(face.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))  # lone pixels out
+    return face
+
+
 def mesh_warp_swap(source: np.ndarray, target: np.ndarray, source_points: np.ndarray, target_points: np.ndarray,
                    triangles: np.ndarray, *, blend: str = "multiband", regions: bool = True,
-                   keep_openings: bool = True) -> np.ndarray:
-    """One swap, H x W x 3 float arrays in [0, 1]: the source face warped, colour-matched per
-    region, blended by a Laplacian pyramid, with the target's eye openings and mouth interior.
-    ``blend="feather"``, ``regions=False`` and ``keep_openings=False`` give back the first
-    version's plain feathered blend, whole-face colour match and warped interiors."""
+                   keep_openings: bool = True, keep_unseen: bool = False) -> np.ndarray:
+    """One swap, H x W x 3 float arrays in [0, 1]: the source face warped where the source shows
+    it, colour-matched per region, blended by a Laplacian pyramid, with the target's eye
+    openings and mouth interior. ``blend="feather"``, ``regions=False``, ``keep_openings=False``
+    and ``keep_unseen=True`` give back the first version's plain feathered blend, whole-face
+    colour match, warped interiors and folded or non-face source pixels."""
     size = target.shape[0]
     target = np.asarray(target, np.float32)
     map_x, map_y, covered = warp_maps(source_points, target_points, triangles, size)
     warped = cv2.remap(np.asarray(source, np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    if not keep_unseen:  # folded or streaking triangles and non-face source pixels, where they reach the edge
+        good = unfolded_triangles(source_points, target_points, triangles)
+        seen = seen_face(np.asarray(source, np.float32), source_points).astype(np.float32)
+        trusted = covered & np.append(good, False)[_triangle_index(target_points, triangles, size)]
+        trusted &= cv2.remap(seen, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) > 0.5
+        covered &= fill_holes(trusted)
     face = cv2.erode(covered.astype(np.uint8), np.ones((ERODE, ERODE), np.uint8))
     if regions:
         masks = region_masks(target_points, size)

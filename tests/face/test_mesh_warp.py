@@ -11,9 +11,10 @@ import torch
 
 from conftest import _astronaut_bgr
 from mfs_fast.face.align import template
-from mfs_fast.face.mesh_warp import (EYE_OPEN, LEFT_BROW, LEFT_EYE, LIPS_INNER, LIPS_OUTER, MOUTH_OPEN, RIGHT_BROW,
-                                     RIGHT_EYE, hull_mask, match_colour, mesh_warp_swap, multiband_blend, openings_mask,
-                                     openness, region_masks, triangulate, warp_maps)
+from mfs_fast.face.mesh_warp import (EYE_OPEN, LEFT_BROW, LEFT_EYE, LIPS_INNER, LIPS_OUTER, MAX_STRETCH, MOUTH_OPEN,
+                                     RIGHT_BROW, RIGHT_EYE, fill_holes, hull_mask, match_colour, mesh_warp_swap,
+                                     multiband_blend, openings_mask, openness, region_masks, seen_face, triangulate,
+                                     unfolded_triangles, warp_maps)
 from mfs_fast.train.data import FaceCache, build_cache
 from mfs_fast.train.teacher import create_teacher
 
@@ -307,3 +308,71 @@ def test_swap_costs_under_25_ms_per_pair(cache):
         mesh_warp_swap(source, target, source_points, moved, triangles)
         times.append(time.process_time() - started)
     assert np.median(times[1:]) < 0.025
+
+
+# ---------------------------------------------------------------- v3: only what the source shows of its face
+def test_folded_and_overstretched_triangles_are_found():
+    """A mesh moved by a similarity keeps every triangle; a triangle flipped over, or stretched
+    past MAX_STRETCH times the face's scale, is dropped (fresh random meshes)."""
+    rng = np.random.default_rng()
+    points = rng.uniform(20, 200, (60, 2))
+    triangles = triangulate(points)
+    angle, scale = rng.uniform(-0.5, 0.5), rng.uniform(0.7, 1.4)
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = points @ rotation.T + rng.uniform(-10, 10, 2)
+    assert unfolded_triangles(points, moved, triangles).all()
+    assert unfolded_triangles(points, moved * (-1, 1), triangles).all()  # a mirrored mesh (a flipped crop): no fold
+    a, b, c = triangles[0]
+    flipped = moved.copy()
+    flipped[a] = flipped[b] + flipped[c] - flipped[a]  # mirrored across the opposite edge: orientation flips
+    keep = unfolded_triangles(points, flipped, triangles)
+    assert not keep[0]
+    stretched = moved.copy()
+    centre = moved[[a, b, c]].mean(axis=0)
+    stretched[[a, b, c]] = centre + (moved[[a, b, c]] - centre) * (MAX_STRETCH * 1.5)
+    assert not unfolded_triangles(points, stretched, triangles)[0]
+
+
+def test_fill_holes_adds_what_the_mask_encloses_only():
+    ring = np.zeros((64, 64), np.uint8)
+    cv2.circle(ring, (32, 32), 20, 1, 4)
+    filled = fill_holes(ring > 0)
+    disc = np.zeros((64, 64), np.uint8)
+    cv2.circle(disc, (32, 32), 21, 1, -1)
+    assert filled[32, 32] and not filled[2, 2] and _iou(filled, disc > 0) > 0.95
+    open_ring = ring.copy()
+    open_ring[28:36, 40:] = 0  # cut open to the border: nothing enclosed
+    assert not fill_holes(open_ring > 0)[32, 32]
+
+
+def _hair_over_cheek(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The image with a dark-brown band over the outer third of its face's right side (as hair
+    falling across a cheek), and the band's mask."""
+    hull = hull_mask(points, image.shape[0]) > 0
+    xs = np.nonzero(hull.any(axis=0))[0]
+    band = hull & (np.arange(image.shape[1])[None, :] < xs.min() + (xs.max() - xs.min()) // 6)
+    haired = image.copy()
+    haired[band] = (0.25, 0.15, 0.1)
+    return haired, band
+
+
+def test_source_hair_over_a_cheek_is_not_warped_onto_the_target(cache):
+    """Hair across the source's cheek is not face (seen_face), so the swap leaves the target's
+    own cheek there instead of painting the hair over it; keep_unseen=True (the old teacher)
+    paints it. The inner face is taken whatever its colour."""
+    source, source_points = _crop(cache, 0)
+    target, target_points = _crop(cache, 1)
+    haired, band = _hair_over_cheek(source, source_points)
+    seen = seen_face(haired, source_points) > 0
+    assert seen[band].mean() < 0.1 and seen[hull_mask(source_points, 224) > 0].mean() > 0.6
+    for region in ("right_eye", "left_eye", "lips"):  # features: face, however dark
+        assert seen[region_masks(source_points, 224)[region] > 0].mean() > 0.95
+    triangles = triangulate(source_points)
+    new = mesh_warp_swap(haired, target, source_points, target_points, triangles)
+    old = mesh_warp_swap(haired, target, source_points, target_points, triangles, keep_unseen=True)
+    map_x, map_y, covered = warp_maps(source_points, target_points, triangles, 224)
+    onto = covered & (cv2.remap(band.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR) > 0.5)
+    onto = cv2.erode(onto.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0  # away from the band's soft edges
+    assert onto.sum() > 50
+    darkening = lambda out: float((target - out).mean(axis=-1)[onto].mean())  # noqa: E731
+    assert darkening(old) > 0.15 and abs(darkening(new)) < 0.05
