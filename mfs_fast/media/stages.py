@@ -63,9 +63,9 @@ class StagedRun:
     source runs ahead in a thread (``depth`` items), the stages and the sink run one after the
     other in the calling thread. ``latest_only`` (live cameras): the source never waits; when the
     queue after it is full its oldest item is dropped (counted in ``dropped``), so the stages
-    always get the newest frame rather than a backlog. Either way an exception in any stage is raised by ``run()`` in
-    the calling thread, and every thread has stopped (and the source been closed) when ``run()``
-    returns or raises. ``timings``: the source (as ``source_name``), each stage, then the sink;
+    always get the newest frame rather than a backlog. Either way an exception in any stage is
+    raised by ``run()`` in the calling thread, and every thread has stopped (and the source been
+    closed) when ``run()`` returns or raises. ``timings``: the source (as ``source_name``), each stage, then the sink;
     ``done_at``: ``perf_counter()`` seconds at which the sink finished each item.
     """
 
