@@ -77,14 +77,15 @@ class _Quit(Exception):
 
 
 def run_live(swapper: Swapper, camera: str | int = 0, window: bool = True, virtual_camera: bool = True,
-             every: int = 5, max_frames: int | None = None) -> LiveStats:
+             every: int = 5, max_frames: int | None = None, drop_late: bool | None = None) -> LiveStats:
     """Swap frames from ``camera`` until it ends, 'q'/Esc is pressed, or ``max_frames`` were read.
 
     Capture, face finding, swapping and output (window, virtual camera) each run in a thread of
     their own (:class:`~mfs_fast.media.stages.StagedRun`; output in this one, as GUIs need), so
     a frame is captured while the previous one is swapped and the one before is shown. From a
-    camera (an index) the newest frame is always taken and older ones waiting are dropped, so
-    latency stays one frame's work rather than a growing backlog; a file is played frame by frame.
+    camera the newest frame is always taken and older ones waiting are dropped, so latency stays
+    one frame's work rather than a growing backlog; a file is played frame by frame (``drop_late``:
+    None: drop for a camera index, not for a file or URL; True/False: as said).
     Faces are followed by the same :class:`~mfs_fast.face.FaceTracker` as video files, detecting
     every ``every`` frames. The overlay shows the FPS and the latency from capture to output.
     """
@@ -105,7 +106,7 @@ def run_live(swapper: Swapper, camera: str | int = 0, window: bool = True, virtu
         pool.give(frame)
 
     run = StagedRun(_captured(capture, max_frames), stages, ("output", show), depth=1,
-                    source_name="capture", latest_only=str(camera).isdigit())
+                    source_name="capture", latest_only=str(camera).isdigit() if drop_late is None else drop_late)
     start = time.perf_counter()
     try:
         run.run()

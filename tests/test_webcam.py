@@ -36,6 +36,9 @@ def test_live_loop_shows_every_frame_with_its_latency(face_clip):
     work = sum(swapper.stats.seconds.values()) / swapper.stats.frames
     assert np.mean(stats.latencies) >= work > 0
     assert stats.latency_ms(95) >= stats.latency_ms(50) > 0 and stats.fps > 0
+    # as from a live camera: frames the swap was too busy for are dropped, the last one is shown
+    late = run_live(swapper, camera=str(face_clip), window=False, virtual_camera=False, drop_late=True)
+    assert late.frames + late.dropped == FRAMES and late.frames >= 1
 
 
 def test_overlay_writes_fps_and_latency_in_the_top_left_corner():
