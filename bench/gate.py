@@ -13,6 +13,10 @@ The ratio still differs between CPU kinds (AVX-512 vs AVX2 kernels), so bench/ba
 keeps one baseline per machine tag (architecture, best fused kernel set, core count) and names
 the calibration it was measured with; a machine without a matching one is reported and not
 gated until `--update` adds it.
+
+The gate also covers the whole pipelined video path (``video-pipeline``): seconds per frame of
+``Swapper.swap_video`` (decode, detect/track, swap and encode overlapping) on a short synthetic
+640x360 clip with one face, divided by the same calibration timed just before each pass.
 """
 
 from __future__ import annotations
@@ -98,6 +102,53 @@ def measure(rounds: int, threads: int, only: set[str] | None = None) -> dict[str
     return {name: min(values) / calibration for name, values in samples.items()}
 
 
+PIPELINE = "video-pipeline"  # the baseline's name for the pipelined swap_video, per frame / calibration
+PIPELINE_FRAMES = 60
+
+
+def _pipeline_clip(folder: Path) -> Path:
+    """60 frames, 640x360, a face drifting over a plain background (skimage's astronaut)."""
+    import skimage.data
+
+    from mfs_fast.media import VideoWriter
+    from mfs_fast.preprocess import rgb_to_bgr
+
+    face = rgb_to_bgr(skimage.data.astronaut())[40:300, 140:360]
+    path = folder / "gate.mp4"
+    with VideoWriter(path, 640, 360, 30, preset="ultrafast") as writer:
+        for i in range(PIPELINE_FRAMES):
+            frame = np.full((360, 640, 3), 60, np.uint8)
+            frame[50:310, 100 + 3 * i:320 + 3 * i] = face
+            writer.write(frame)
+    return path
+
+
+def measure_pipeline(rounds: int, threads: int) -> float:
+    """Fastest pipelined ``swap_video`` seconds per frame / fastest calibration, over ``rounds`` passes
+    (bundled starter weights, default backend, PyTorch at ``threads`` as in :func:`measure`, x264 ultrafast)."""
+    import tempfile
+
+    import skimage.data
+
+    from mfs_fast import Swapper
+    from mfs_fast.preprocess import rgb_to_bgr
+
+    torch.set_num_threads(threads)
+    calibration_workload = _build_calibration()
+    swapper = Swapper(rgb_to_bgr(skimage.data.astronaut()))
+    per_frame, calibration = [], []
+    with tempfile.TemporaryDirectory(prefix="mfs-gate-") as folder:
+        clip = _pipeline_clip(Path(folder))
+        for _ in range(rounds):
+            for _ in range(10):
+                start = time.perf_counter()
+                calibration_workload()
+                calibration.append(time.perf_counter() - start)
+            stats = swapper.swap_video(clip, Path(folder) / "out.mp4", progress=False, preset="ultrafast")
+            per_frame.append(stats.seconds / stats.frames_out)
+    return min(per_frame) / min(calibration)
+
+
 def regressions(baseline: dict[str, float], current: dict[str, float], tolerance: float = TOLERANCE) -> list[str]:
     """Backends whose relative FPS fell more than ``tolerance`` below the baseline."""
     failures = []
@@ -110,20 +161,35 @@ def regressions(baseline: dict[str, float], current: dict[str, float], tolerance
     return failures
 
 
+def measure_all(rounds: int, threads: int, only: set[str] | None) -> dict[str, float]:
+    """:func:`measure` for the backends, plus the pipelined video path when ``only`` allows it."""
+    backends = None if only is None else only - {PIPELINE}
+    current = measure(rounds, threads, only=backends) if backends is None or backends else {}
+    if only is None or PIPELINE in only:
+        current[PIPELINE] = measure_pipeline(3 if rounds < 50 else 5, threads)
+    return current
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--short", action="store_true", help="fewer rounds (CI)")
     parser.add_argument("--update", action="store_true", help="measure 5 times and store the medians as the baseline")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", nargs="+", metavar="NAME", help=f"measure (and with --update, re-record) only "
+                        f"these: backend names and/or {PIPELINE}")
     args = parser.parse_args()
     rounds = 25 if args.short else 80
     tag = machine_tag()
     machines = load_baselines()
     if args.update:
-        runs = [measure(rounds, args.threads) for _ in range(5)]
+        only = set(args.only) if args.only else None
+        runs = [measure_all(rounds, args.threads, only) for _ in range(5)]
         baseline = {name: sorted(run[name] for run in runs)[2] for name in runs[0]}
-        machines[tag] = {"threads": args.threads, "relative_latency": baseline, "runs": runs,
-                         "calibration": CALIBRATION}
+        entry = machines.get(tag, {}) if only else {}
+        old_runs = entry.get("runs", [{} for _ in runs])
+        machines[tag] = {"threads": args.threads, "calibration": CALIBRATION,
+                         "relative_latency": {**entry.get("relative_latency", {}), **baseline},
+                         "runs": [{**old, **new} for old, new in zip(old_runs, runs)]}
         BASELINE.write_text(json.dumps({"machines": machines}, indent=1, sort_keys=True) + "\n")
         print(f"baseline for {tag} written to {BASELINE}:", {k: round(v, 2) for k, v in baseline.items()})
         return 0
@@ -136,7 +202,7 @@ def main() -> int:
     # A real regression persists; a noisy run rarely repeats. Measured here: 1 first attempt in 6
     # read 82 % on unchanged code, while a real 1.4x slowdown read 55 % on every attempt.
     for attempt in (1, 2, 3):
-        current = measure(rounds, args.threads, only=set(baseline))
+        current = measure_all(rounds, args.threads, set(args.only or baseline) & set(baseline))
         failures = regressions(baseline, current)
         print(f"run {attempt}: relative latency (IDN / calibration):", {k: round(v, 2) for k, v in current.items()})
         if not failures:

@@ -134,10 +134,16 @@ def _cmd_swap(args: argparse.Namespace) -> None:
     if kind == "image":
         image = read_image(args.target)
         write_image(args.output, image.restore(swapper.swap(image.bgr)), inputs=inputs, metadata=image.metadata)
-    else:
-        swapper.swap_video(args.target, args.output, every=args.every, progress=not args.quiet,
-                           smooth=not args.no_smooth)
+        _print_summary(swapper, args.output)
+        return
+    from .video_bench import limiting_stage, stage_table, swap_video_timed
+
+    run = swap_video_timed(swapper, args.target, args.output, "sequential" if args.sequential else "pipelined",
+                           every=args.every, progress=not args.quiet, smooth=not args.no_smooth,
+                           quality=args.quality, preset=args.preset)
     _print_summary(swapper, args.output)
+    if args.stats:
+        print("\n".join([*stage_table([run]), limiting_stage(run)]))
 
 
 def _check_writable(output: str | Path) -> None:
@@ -204,7 +210,9 @@ def _cmd_webcam(args: argparse.Namespace) -> None:
 
     stats = run_live(_make_swapper(args), camera=args.camera, window=not args.no_window,
                      virtual_camera=not args.no_virtual_camera, every=args.every, max_frames=args.max_frames)
-    print(f"{stats.frames} frame(s), {stats.fps:.1f} FPS (swap only)")
+    print(f"{stats.frames} frame(s), {stats.fps:.1f} FPS, latency from capture to output {stats.latency_ms(50):.0f} ms "
+          f"median, {stats.latency_ms(95):.0f} ms p95" + (f", {stats.dropped} late camera frame(s) skipped"
+                                                           if stats.dropped else ""))
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -229,6 +237,9 @@ def _cmd_info(args: argparse.Namespace) -> None:
 def _cmd_bench(args: argparse.Namespace) -> None:
     import json
 
+    if args.pipeline:
+        _bench_pipeline(args)
+        return
     from .backends import available_backends
     from .backends.benchmark import benchmark_backends
 
@@ -247,6 +258,35 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         ratio = f"{torch_ms[t.threads] / t.median_ms:.2f}x" if t.threads in torch_ms else "-"
         print(f"{t.backend:<14}{t.threads:>8}{t.median_ms:>9.2f}{t.p10_ms:>8.2f}{t.p90_ms:>8.2f}{fps:>8.1f}"
               f"{ratio:>10}{t.set_identity_ms:>12.2f}ms  {t.max_abs_diff:.1e}")
+
+
+def _bench_pipeline(args: argparse.Namespace) -> None:
+    """``bench --pipeline VIDEO``: the sequential and the pipelined video path side by side."""
+    import json
+
+    from .backends import DEFAULT_BACKEND
+    from .demo import SOURCE_PHOTO
+    from .media import media_kind, probe_video
+    from .pipeline import Swapper
+    from .video_bench import bench_video, limiting_stage, stage_table
+
+    if media_kind(args.pipeline) != "video":
+        raise MfsError(f"{args.pipeline} is not a video: bench --pipeline times a whole video through swap")
+    info = probe_video(args.pipeline)
+    swapper = Swapper(args.source or SOURCE_PHOTO, args.weights, backend=args.backend or DEFAULT_BACKEND,
+                      detector=args.detector)
+    runs = bench_video(swapper, args.pipeline, rounds=args.video_rounds, every=args.every, quality=args.quality,
+                       preset=args.preset)
+    if args.json:
+        print(json.dumps([run.as_dict() for run in runs], indent=1))
+        return
+    from .media.writer import DEFAULT_CRF, DEFAULT_PRESET
+
+    print(f"{args.pipeline}: {info.width}x{info.height}, {runs[0].stats.frames_out} frames, backend "
+          f"{swapper.backend.name}, detect every {args.every}, x264 {args.preset or DEFAULT_PRESET} "
+          f"CRF {DEFAULT_CRF if args.quality is None else args.quality}; FPS end to end (decode + faces + swap + "
+          f"encode + audio mux), each stage's own work in ms per frame, mean frames queued in front of it")
+    print("\n".join([*stage_table(runs), "pipelined " + limiting_stage(runs[-1])]))
 
 
 def _cmd_tune(args: argparse.Namespace) -> None:
@@ -461,6 +501,25 @@ def _add_swapper_options(p: argparse.ArgumentParser) -> None:
                    "(scrfd alone: the file named by $MFS_FAST_SCRFD_MODEL)")
 
 
+def _add_encoder_options(p: argparse.ArgumentParser) -> None:
+    from .media.writer import DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS
+
+    p.add_argument("--quality", type=_crf, metavar="CRF", help=f"video: x264 CRF, 0 (lossless) to 51; lower is "
+                   f"better and larger (default {DEFAULT_CRF}, visually lossless)")
+    p.add_argument("--preset", choices=X264_PRESETS, help=f"video: x264 preset; slower ones make smaller files at "
+                   f"the same quality but take CPU from swapping (default {DEFAULT_PRESET})")
+
+
+def _crf(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number (x264 CRF), got {text!r}") from None
+    if not 0 <= value <= 51:
+        raise argparse.ArgumentTypeError(f"x264 CRF is between 0 and 51, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .eval.methods import METHODS
     from .identity import OFFLINE_ENCODERS
@@ -482,6 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-out", help="with --aligned: also write the fusion mask here")
     _add_swapper_options(p)
     p.add_argument("--no-smooth", action="store_true", help="video: no landmark smoothing")
+    _add_encoder_options(p)
+    p.add_argument("--sequential", action="store_true", help="video: decode, swap and encode in turn instead of "
+                   "overlapping in threads (slower; for comparison)")
+    p.add_argument("--stats", action="store_true", help="video: print FPS, ms per stage, queue depths, peak memory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_swap)
 
@@ -505,6 +568,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, nargs="+", default=[1, 2])
     p.add_argument("--rounds", type=_positive_int, default=30)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--pipeline", metavar="VIDEO", help="instead: swap this whole video, the sequential and the "
+                   "pipelined path side by side: FPS end to end, ms per stage, queue depths, peak memory")
+    p.add_argument("--source", help="--pipeline: the face to put in (default: the bundled demo photo)")
+    p.add_argument("--weights", help="--pipeline: weights name or folder (default: the bundled starter weights)")
+    p.add_argument("--detector", default="blazeface", help="--pipeline: face detector (as for swap)")
+    p.add_argument("--every", type=_every, default=5, help="--pipeline: run the detector every N frames")
+    p.add_argument("--video-rounds", type=_positive_int, default=1, help="--pipeline: passes per path, alternating")
+    _add_encoder_options(p)
     p.set_defaults(run=_cmd_bench)
 
     p = sub.add_parser("tune", help="autotune the TVM build of the IDN (MetaSchedule) for a target")

@@ -25,7 +25,8 @@ from .face.align import alignment_matrix
 from .face.select import FaceSelector, check_policy, check_similarity
 from .face.tracking import check_every
 from .identity.base import IdentityEncoder
-from .media import check_bgr_image, read_bgr
+from .media import VideoStats, check_bgr_image, read_bgr
+from .media.stages import FramePool, Stage
 from .models import FaceSwapModels, IdentityWeights
 from .models.bundle import MAX_PASTE_DETAIL
 from .preprocess import batch_item_to_bgr255, crops_to_batch
@@ -227,21 +228,47 @@ class Swapper:
 
     def swap_tracked(self, frame: np.ndarray, tracker: FaceTracker, out: np.ndarray | None = None) -> np.ndarray:
         """Swap one video frame using (and advancing) ``tracker``: steadier than ``swap``."""
+        return self._swap_faces([frame], [self._track(frame, tracker)], [out])[0]
+
+    def _track(self, frame: np.ndarray, tracker: FaceTracker) -> list[Face]:
         check_bgr_image(frame)
         start = time.perf_counter()
         faces = tracker.update(frame)
         self.stats.seconds["detect"] += time.perf_counter() - start
-        return self._swap_faces([frame], [faces], [out])[0]
+        return faces
 
     def swap_video(self, src: str | Path, dst: str | Path, every: int = 5, progress: bool = True,
-                   smooth: bool = True):
-        """Swap a whole video: same fps and size, audio copied, written atomically."""
+                   smooth: bool = True, *, pipelined: bool = True, quality: int | None = None,
+                   preset: str | None = None) -> VideoStats:
+        """Swap a whole video: same fps and size, audio copied, written atomically.
+
+        ``pipelined`` (default): decoding, face finding (detect/track), swapping and encoding
+        overlap in threads with small bounded queues; swapped frames are written into a few
+        reused buffers (:class:`~mfs_fast.media.stages.FramePool`), the decoded ones are never
+        copied. ``pipelined=False`` runs them in turn (decoding ahead), as before. ``quality``
+        (x264 CRF) and ``preset`` trade speed for file size; default the writer's. Returns the
+        :class:`~mfs_fast.media.VideoStats` with each stage's time and queue depth.
+        """
         from .media import probe_video, transcode
+        from .media.writer import DEFAULT_CRF, DEFAULT_PRESET
 
         check_every(every)  # before the video is opened
         info = probe_video(src)
         tracker = self.tracker(every=every, fps=float(info.fps) or 30.0, smooth=smooth)
-        return transcode(src, dst, lambda frame: self.swap_tracked(frame, tracker), progress=progress, info=info)
+        pool = FramePool()
+        return transcode(src, dst, self.frame_stages(tracker, pool), progress=progress, info=info,
+                         pipelined=pipelined, quality=DEFAULT_CRF if quality is None else quality,
+                         preset=preset or DEFAULT_PRESET, on_written=pool.give)
+
+    def frame_stages(self, tracker: FaceTracker, pool: FramePool) -> list[Stage]:
+        """Consecutive frames' work as two stages that can overlap (:mod:`mfs_fast.media.stages`):
+        ``detect`` (detect or track with ``tracker``) and ``swap`` into a buffer from ``pool``, so
+        the incoming frame is only read; give each result back to ``pool`` once it is written."""
+        def swap(found: tuple[np.ndarray, list[Face]]) -> np.ndarray:
+            frame, faces = found
+            return self._swap_faces([frame], [faces], [pool.take(frame.shape)])[0]
+
+        return [("detect", lambda frame: (frame, self._track(frame, tracker))), ("swap", swap)]
 
     def _swap_faces(self, frames: list[np.ndarray], detections: list[list[Face]],
                     outs: list[np.ndarray | None]) -> list[np.ndarray]:

@@ -7,13 +7,15 @@ frames to a virtual camera when ``pyvirtualcam`` is installed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Iterator
 
 import cv2
 import numpy as np
 
 from .errors import MediaError, MfsError
 from .face.tracking import check_every
+from .media.stages import FramePool, StagedRun, keep_tag
 from .pipeline import Swapper
 from .preprocess import bgr_to_rgb
 
@@ -22,12 +24,21 @@ WINDOW = "mfs-fast"
 
 @dataclass
 class LiveStats:
+    """``frames`` shown over ``seconds`` of wall time (first capture to last output); ``latencies``:
+    seconds from each shown frame's capture to its output (the processing part of glass to glass);
+    ``dropped``: camera frames skipped because the swap was still busy with an older one."""
+
     frames: int = 0
     seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    dropped: int = 0
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds else 0.0
+
+    def latency_ms(self, percentile: float = 50) -> float:
+        return 1e3 * float(np.percentile(self.latencies, percentile)) if self.latencies else 0.0
 
 
 def open_capture(camera: str | int) -> cv2.VideoCapture:
@@ -55,16 +66,28 @@ def _virtual_camera(width: int, height: int, fps: float):
     return pyvirtualcam.Camera(width=width, height=height, fps=fps)
 
 
-def draw_fps(frame: np.ndarray, fps: float) -> None:
-    cv2.putText(frame, f"{fps:5.1f} FPS", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 255, 0), 2, cv2.LINE_AA)
+def draw_overlay(frame: np.ndarray, fps: float, latency_ms: float) -> None:
+    """Frames per second shown and the processing latency (capture to output), top left."""
+    cv2.putText(frame, f"{fps:5.1f} FPS {latency_ms:4.0f} ms", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 255, 0), 2,
+                cv2.LINE_AA)
+
+
+class _Quit(Exception):
+    """'q' or Esc in the window."""
 
 
 def run_live(swapper: Swapper, camera: str | int = 0, window: bool = True, virtual_camera: bool = True,
-             every: int = 5, max_frames: int | None = None) -> LiveStats:
-    """Swap frames from ``camera`` until it ends, 'q'/Esc is pressed, or ``max_frames``.
+             every: int = 5, max_frames: int | None = None, drop_late: bool | None = None) -> LiveStats:
+    """Swap frames from ``camera`` until it ends, 'q'/Esc is pressed, or ``max_frames`` were read.
 
-    Faces are followed by the same :class:`~mfs_fast.face.FaceTracker` as video files
-    (:meth:`Swapper.swap_tracked`), detecting every ``every`` frames.
+    Capture, face finding, swapping and output (window, virtual camera) each run in a thread of
+    their own (:class:`~mfs_fast.media.stages.StagedRun`; output in this one, as GUIs need), so
+    a frame is captured while the previous one is swapped and the one before is shown. From a
+    camera the newest frame is always taken and older ones waiting are dropped, so latency stays
+    one frame's work rather than a growing backlog; a file is played frame by frame (``drop_late``:
+    None: drop for a camera index, not for a file or URL; True/False: as said).
+    Faces are followed by the same :class:`~mfs_fast.face.FaceTracker` as video files, detecting
+    every ``every`` frames. The overlay shows the FPS and the latency from capture to output.
     """
     check_every(every)  # before a camera or window is opened
     if window and not gui_available():
@@ -73,32 +96,73 @@ def run_live(swapper: Swapper, camera: str | int = 0, window: bool = True, virtu
     capture = open_capture(camera)
     fps_hint = capture.get(cv2.CAP_PROP_FPS) or 30.0
     tracker = swapper.tracker(every=every, fps=fps_hint)
-    stats, smoothed_fps, cam = LiveStats(), 0.0, None
+    pool = FramePool()
+    stats, output = LiveStats(), _Output(window, virtual_camera, fps_hint)
+    stages = [(name, keep_tag(fn)) for name, fn in swapper.frame_stages(tracker, pool)]
+
+    def show(item: tuple[float, np.ndarray]) -> None:
+        captured, frame = item
+        output.show(frame, stats, time.perf_counter() - captured)
+        pool.give(frame)
+
+    run = StagedRun(_captured(capture, max_frames), stages, ("output", show), depth=1,
+                    source_name="capture", latest_only=str(camera).isdigit() if drop_late is None else drop_late)
+    start = time.perf_counter()
     try:
-        while max_frames is None or stats.frames < max_frames:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            start = time.perf_counter()
-            out = swapper.swap_tracked(frame, tracker)
-            elapsed = time.perf_counter() - start
-            stats.frames += 1
-            stats.seconds += elapsed
-            smoothed_fps = 0.9 * smoothed_fps + 0.1 / max(elapsed, 1e-6) if stats.frames > 1 else 1 / max(elapsed, 1e-6)
-            if virtual_camera and cam is None:
-                cam = _virtual_camera(out.shape[1], out.shape[0], fps_hint)
-                virtual_camera = cam is not None
-            if cam is not None:
-                cam.send(bgr_to_rgb(out))
-            if window:
-                draw_fps(out, smoothed_fps)
-                cv2.imshow(WINDOW, out)
-                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                    break
+        run.run()
+    except _Quit:
+        pass
     finally:
         capture.release()
-        if cam is not None:
-            cam.close()
-        if window:
-            cv2.destroyAllWindows()
+        output.close()
+        stats.seconds = time.perf_counter() - start
+        stats.dropped = run.dropped
     return stats
+
+
+def _captured(capture: cv2.VideoCapture, max_frames: int | None) -> Iterator[tuple[float, np.ndarray]]:
+    """``(capture time, frame)`` until the source ends or ``max_frames`` were read."""
+    count = 0
+    while max_frames is None or count < max_frames:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        count += 1
+        yield time.perf_counter(), frame
+
+
+class _Output:
+    """Where swapped frames go: the window (with the overlay) and/or a virtual camera, if any."""
+
+    def __init__(self, window: bool, virtual_camera: bool, fps_hint: float) -> None:
+        self.window, self.virtual_camera, self.fps_hint = window, virtual_camera, fps_hint
+        self.camera = None
+        self.smoothed_latency = 0.0
+        self.last_shown = 0.0
+        self.smoothed_fps = 0.0
+
+    def show(self, frame: np.ndarray, stats: LiveStats, latency: float) -> None:
+        now = time.perf_counter()
+        if stats.frames:
+            interval = max(now - self.last_shown, 1e-6)
+            self.smoothed_fps = 0.9 * self.smoothed_fps + 0.1 / interval if stats.frames > 1 else 1 / interval
+        self.smoothed_latency = 0.9 * self.smoothed_latency + 0.1 * latency if stats.frames else latency
+        self.last_shown = now
+        stats.frames += 1
+        stats.latencies.append(latency)
+        if self.virtual_camera and self.camera is None:
+            self.camera = _virtual_camera(frame.shape[1], frame.shape[0], self.fps_hint)
+            self.virtual_camera = self.camera is not None
+        if self.camera is not None:
+            self.camera.send(bgr_to_rgb(frame))
+        if self.window:
+            draw_overlay(frame, self.smoothed_fps, 1e3 * self.smoothed_latency)
+            cv2.imshow(WINDOW, frame)
+            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                raise _Quit
+
+    def close(self) -> None:
+        if self.camera is not None:
+            self.camera.close()
+        if self.window:
+            cv2.destroyAllWindows()

@@ -62,9 +62,12 @@ def test_swap_video_keeps_frames_fps_size_and_audio(files, official_dir, tmp_pat
     clip, out = files["clip"], tmp_path / "swapped.mp4"
     before = sha256(clip)
     proc = mfs("swap", "--source", files["source"], "--target", clip, "--weights", official_dir, "-o", out,
-               "--every", "4", "--quiet")
+               "--every", "4", "--quiet", "--stats", "--preset", "superfast", "--quality", "20")
     assert proc.returncode == 0, proc.stderr
     assert f"{FRAMES} frame(s)" in proc.stdout
+    header, row, limit = proc.stdout.splitlines()[-3:]  # --stats: the stage table and what limits it
+    assert header.split()[:8] == ["mode", "FPS", "ms", "per", "frame:", "decode", "detect", "swap"]
+    assert row.startswith("pipelined") and row.endswith(" MB") and limit.startswith("busiest stage:")
     assert sha256(clip) == before  # input untouched
     src_info, out_info = probe_video(clip), probe_video(out)
     assert (out_info.width, out_info.height, out_info.fps) == (src_info.width, src_info.height, src_info.fps)
@@ -72,6 +75,19 @@ def test_swap_video_keeps_frames_fps_size_and_audio(files, official_dir, tmp_pat
     assert out_info.has_audio and audio_md5(out) == audio_md5(clip)
     first_in, first_out = next(read_frames(clip)), next(read_frames(out))
     assert np.abs(first_in.astype(int) - first_out.astype(int)).mean() > 1.0
+
+
+def test_bench_pipeline_times_both_paths_side_by_side(files, tmp_path):
+    proc = mfs("bench", "--pipeline", files["clip"], "--preset", "ultrafast")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert f"{FRAMES} frames" in lines[0] and "ultrafast" in lines[0]
+    rows = {line.split()[0]: line.split() for line in lines[2:4]}
+    assert set(rows) == {"sequential", "pipelined"}
+    assert all(float(row[1]) > 0 for row in rows.values())  # FPS
+    assert lines[4].startswith("pipelined busiest stage:")
+    proc = mfs("bench", "--pipeline", files["target"])
+    assert proc.returncode == 2 and "not a video" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_cli_errors(files, official_dir, tmp_path):

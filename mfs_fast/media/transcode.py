@@ -1,61 +1,87 @@
-"""A whole video through a per-frame function: decode, ``fn``, encode, the source's audio kept in sync."""
+"""A whole video through per-frame stages: decode, ``fn``, encode (overlapping), the audio kept in sync."""
 
 from __future__ import annotations
 
 import math
 import time
-from contextlib import closing
-from dataclasses import dataclass
+from array import array
+from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..errors import VideoError
 from .probe import PathLike, VideoInfo, _existing_file, probe_video
 from .reader import _decode
+from .stages import Stage, StagedRun, StageTiming, keep_tag
 from .writer import _FINEST_TICK, DEFAULT_CRF, DEFAULT_PRESET, VideoWriter
 
 
 @dataclass(frozen=True)
 class VideoStats:
-    """What :func:`transcode` did and how fast."""
+    """What :func:`transcode` did and how fast.
+
+    ``stages``: the time each stage spent in its own work and the mean queue depth in front of
+    it (decode, the ``fn`` stages, encode; see :mod:`mfs_fast.media.stages`). ``finished``:
+    when each frame was handed to the encoder, in seconds from the start (frame times over a clip).
+    """
 
     frames_in: int
     frames_out: int
     seconds: float
     fps: float  # frames_out / seconds, end to end (decode + fn + encode + mux)
+    stages: tuple[StageTiming, ...] = ()
+    finished: array = field(default_factory=lambda: array("d"))
 
 
-def transcode(src: PathLike, dst: PathLike, fn: Callable[[np.ndarray], np.ndarray], progress: bool = True,
+FrameFn = Callable[[np.ndarray], np.ndarray]
+
+
+def transcode(src: PathLike, dst: PathLike, fn: FrameFn | Sequence[Stage], progress: bool = True,
               refresh_every: int | None = None, *, quality: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET,
-              info: VideoInfo | None = None) -> VideoStats:
+              info: VideoInfo | None = None, pipelined: bool = True, depth: int = 4,
+              on_written: Callable[[np.ndarray], None] | None = None) -> VideoStats:
     """Write ``fn(frame)`` for every frame of ``src`` to ``dst``: same size, every frame at its time
     in ``src`` (a variable rate stays variable, see :func:`_timeline`), ``src``'s audio kept in sync.
 
+    ``fn``: a frame -> frame function, or ``(name, function)`` stages applied in turn (the first
+    takes the frame, the last returns the frame to write). ``pipelined`` (default): decoding, each
+    stage and encoding overlap, each in a thread of its own with at most ``depth`` frames queued
+    between them (:class:`~mfs_fast.media.stages.StagedRun`); ``pipelined=False``: decoding runs
+    ahead (``depth`` frames) and the stages and encoding take turns, as before. ``on_written``:
+    called with each frame once the encoder has it (e.g. to reuse its buffer).
+
     ``src`` is only read. ``progress`` shows a tqdm bar with ETA on stderr, out of the true frame
     count; ``refresh_every`` redraws it every that many frames (None: tqdm's own time-based refresh).
-    Decoding runs ahead in a thread. ``info``: ``probe_video(src)`` when the caller already has it
-    (saves a second ffmpeg run).
+    ``info``: ``probe_video(src)`` when the caller already has it (saves a second ffmpeg run).
     """
     from tqdm.auto import tqdm
 
     src = _existing_file(src, VideoError)
     info = info or probe_video(src)
     tick, place = _timeline(info)
+    stages = [("fn", fn)] if callable(fn) else list(fn)
     start = time.perf_counter()
-    frames_in = 0
     refresh = {"miniters": refresh_every, "mininterval": 0} if refresh_every else {}
     with (VideoWriter(dst, info.width, info.height, info.fps, audio_from=src if info.has_audio else None,
                       quality=quality, preset=preset, inputs=[src], time_base=tick) as writer,
-          closing(_decode(src, info, prefetch=4)) as frames,
           tqdm(total=info.frame_count, unit="frame", disable=not progress, desc=src.name, **refresh) as bar):
-        for pts, frame in frames:
-            frames_in += 1
-            writer.write(fn(frame), place(pts))
+
+        def encode(item: tuple[Fraction, np.ndarray]) -> None:
+            pts, frame = item
+            writer.write(frame, place(pts))
             bar.update()
+            if on_written is not None:
+                on_written(frame)
+
+        run = StagedRun(_decode(src, info, prefetch=0), [(name, keep_tag(f)) for name, f in stages],
+                        ("encode", encode), depth=depth, threaded=pipelined)
+        run.run()
     seconds = time.perf_counter() - start
-    return VideoStats(frames_in, writer.frames_written, seconds, writer.frames_written / seconds if seconds else 0.0)
+    finished = array("d", (t - start for t in run.done_at))
+    return VideoStats(run.timings[0].items, writer.frames_written, seconds,
+                      writer.frames_written / seconds if seconds else 0.0, tuple(run.timings), finished)
 
 
 def _timeline(info: VideoInfo) -> tuple[Fraction, Callable[[Fraction], Fraction]]:

@@ -8,7 +8,9 @@
   exact: variable rate in, the same variable rate out; constant rate in, the same exact rational
   rate out (``30000/1001`` stays 1001 ticks of 1/30000 s).
 * **Encoding.** H.264 (libx264), CRF 17 (visually lossless), BT.709 matrix and tags, mp4
-  ``+faststart``. Even sizes use yuv420p (plays everywhere). Odd widths/heights cannot be stored in
+  ``+faststart``. Preset ``ultrafast`` by default: on a 2-core CPU the encoder shares the cores
+  with swapping, and at 720p it costs ~8 ms of CPU per frame there against ~16 ms at
+  ``veryfast``, for files ~4x larger at the same CRF (bench/RESULTS.md); ``preset`` trades back. Even sizes use yuv420p (plays everywhere). Odd widths/heights cannot be stored in
   4:2:0 (chroma is subsampled by 2 and H.264 crops in steps of 2), so they use yuv444p (High 4:4:4
   profile): the output keeps the exact size, at the cost of players without 4:4:4 support
   (some hardware decoders, Safari). Frames are stored upright, with no rotation tag.
@@ -47,7 +49,8 @@ from .image import refuse_inputs
 from .probe import PathLike, _media_header, probe_audio
 
 DEFAULT_CRF = 17
-DEFAULT_PRESET = "veryfast"
+DEFAULT_PRESET = "ultrafast"
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 # BGR -> limited-range BT.709 YCbCr, tagged as such (matrix, primaries, transfer) so players agree.
 # accurate_rnd removes swscale's ~2-level darkening bias, area averages the chroma it subsamples:
 # the round trip error on real clips drops from 2.3 to 1.1 levels (mean abs), at no measurable cost.

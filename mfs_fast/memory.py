@@ -1,0 +1,56 @@
+"""Resident memory of this process, now and sampled over a run (Linux ``/proc``; elsewhere the peak only).
+
+Why sampled: ``ru_maxrss`` is the peak over the whole process life, so it cannot show a second
+run's peak, nor whether memory grows while a long video streams through; samples can.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+
+_STATM = Path("/proc/self/statm")
+
+
+def rss_bytes() -> int:
+    """Resident memory now (Linux), or the process's peak so far where ``/proc`` is missing."""
+    try:
+        return int(_STATM.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+
+
+class RssSampler:
+    """``with RssSampler() as rss: ...`` samples :func:`rss_bytes` every ``interval`` seconds in a
+    thread; ``rss.samples`` holds ``(seconds since start, bytes)``, ``rss.peak`` the largest."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="mfs-rss", daemon=True)
+
+    @property
+    def peak(self) -> int:
+        return max((value for _, value in self.samples), default=0)
+
+    def _sample(self) -> None:
+        start = time.perf_counter()
+        while True:
+            self.samples.append((time.perf_counter() - start, rss_bytes()))
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((self.samples[-1][0] if self.samples else 0.0, rss_bytes()))

@@ -1,0 +1,78 @@
+"""The whole video path timed as a user meets it: frames/s end to end (decode, faces, swap, encode),
+ms per stage, queue depths and peak memory, the sequential and the pipelined path side by side.
+
+Used by ``mfs-fast bench --pipeline VIDEO`` and ``mfs-fast swap --stats``. The stage times are
+each stage's own work; in the pipelined path they overlap, so the frame rate is bounded by the
+busiest stage and, on few cores, by their sum over the cores.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .media import VideoStats
+from .memory import RssSampler
+from .pipeline import Swapper
+
+MODES = {"sequential": False, "pipelined": True}
+
+
+@dataclass(frozen=True)
+class VideoRun:
+    """One timed pass over a video: ``mode`` (sequential or pipelined), its stats, its peak RSS."""
+
+    mode: str
+    stats: VideoStats
+    peak_rss: int
+
+    def as_dict(self) -> dict:
+        return {"mode": self.mode, "frames": self.stats.frames_out, "seconds": self.stats.seconds,
+                "fps": self.stats.fps, "peak_rss_mb": self.peak_rss / 2**20,
+                "stages": {t.name: {"ms_per_frame": t.ms_per_item, "mean_queue_depth": t.mean_queue_depth}
+                           for t in self.stats.stages}}
+
+
+def swap_video_timed(swapper: Swapper, video: str | Path, output: str | Path, mode: str = "pipelined",
+                     **options) -> VideoRun:
+    """``swapper.swap_video`` with its memory sampled; ``options`` go to ``swap_video``."""
+    with RssSampler() as rss:
+        stats = swapper.swap_video(video, output, pipelined=MODES[mode], **options)
+    return VideoRun(mode, stats, rss.peak)
+
+
+def bench_video(swapper: Swapper, video: str | Path, modes: tuple[str, ...] = tuple(MODES), rounds: int = 1,
+                **options) -> list[VideoRun]:
+    """Each of ``modes`` over ``video``, alternating, ``rounds`` times; outputs go to a temporary
+    folder that is removed. ``options`` go to ``swap_video`` (every, preset, quality, ...)."""
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="mfs-bench-") as folder:
+        for _ in range(rounds):
+            for mode in modes:
+                runs.append(swap_video_timed(swapper, video, Path(folder) / f"{mode}{Path(video).suffix}", mode,
+                                             progress=False, **options))
+    return runs
+
+
+def stage_table(runs: list[VideoRun]) -> list[str]:
+    """Lines of a table: FPS, ms per frame in each stage, mean queue depth in front of each, peak RSS."""
+    names = [t.name for t in runs[0].stats.stages]
+    ms = "".join(f"{name:>8}" for name in names)
+    header = f"{'mode':<11}{'FPS':>7}  {'ms per frame:':<13}{ms}  | queue in front:{ms}  | peak RSS"
+    lines = [header]
+    for run in runs:
+        stages = run.stats.stages
+        lines.append(f"{run.mode:<11}{run.stats.fps:>7.1f}  {'':<13}"
+                     + "".join(f"{t.ms_per_item:>8.1f}" for t in stages) + f"  | {'':<15}"
+                     + "".join(f"{t.mean_queue_depth:>8.1f}" for t in stages) + f"  | {run.peak_rss / 2**20:.0f} MB")
+    return lines
+
+
+def limiting_stage(run: VideoRun) -> str:
+    """Which stage bounds the pipelined frame rate, and what the stages add up to per frame."""
+    stages = run.stats.stages
+    busiest = max(stages, key=lambda t: t.ms_per_item)
+    total = sum(t.ms_per_item for t in stages)
+    return (f"busiest stage: {busiest.name}, {busiest.ms_per_item:.1f} ms per frame (alone it allows "
+            f"{1e3 / max(busiest.ms_per_item, 1e-9):.0f} FPS); all stages together {total:.1f} ms of work per frame")
