@@ -15,9 +15,10 @@ import numpy as np
 from ..errors import MfsError
 from ..media import check_bgr_image
 from ..registry import Note, Probe, Registry, always_available
-from .blazeface import BlazeFace
+from .blazeface import INPUT_SIZE, BlazeFace, Detection, shrink, weighted_nms
 from .scrfd import SCRFDDetector
 from .face_mesh import FaceMesh, Roi, five_points, level_angle, roi_from_detection
+from .tiles import crop, tile_boxes
 from .types import Face, FaceDetector
 
 __all__ = ["DETECTORS", "BlazeFaceDetector", "available_detectors", "create_detector", "detector_report",
@@ -96,6 +97,14 @@ def _same_face(a: np.ndarray, b: np.ndarray) -> bool:
     return float(np.linalg.norm(a - b, axis=1).mean()) < 0.25 * eye_distance
 
 
+# Full-range BlazeFace still finds faces 3.4 px between the eyes in its 192 px input (every
+# face of the shared crowd clip that any scale finds is found by 960 px tiles of the 1080p
+# frames, the smallest 17 px between the eyes); tiles are sized so that a face min_eye_distance
+# px between the eyes is 4.8 px in the model's input.
+TILE_PER_EYE_DISTANCE = 192 / 4.8
+TILE_OVERLAP = 0.25  # faces up to a quarter tile wide are whole in some tile; larger ones: the whole-frame pass
+
+
 class BlazeFaceDetector:
     """MediaPipe full-range BlazeFace + face mesh (468 points -> the 5 ArcFace points).
 
@@ -106,21 +115,53 @@ class BlazeFaceDetector:
     those score < 0.3 and get presence ~0).
     refine_landmarks=False skips the mesh: the 5 points then come from BlazeFace's coarse
     keypoints (mouth corners estimated) and nothing is confirmed by the mesh.
+    min_eye_distance: the smallest faces to find, in frame pixels between the eyes. Frames
+    larger than one tile of TILE_PER_EYE_DISTANCE x that are also searched in overlapping
+    tiles (all tiles and the whole frame in one batched pass): a 1080p frame is 6 tiles for
+    24 px, a 720p frame 2. None: the whole frame only (faces below ~2 % of the frame's long side are missed).
+    engine: what runs the .tflite models (see tflite_engine: "auto" = LiteRT when installed).
     """
 
     name = "blazeface"
 
     def __init__(self, min_score: float = 0.4, refine_landmarks: bool = True, min_presence: float = 0.5,
-                 nms_iou: float = 0.3):
-        self.blazeface = BlazeFace(min_score=min_score, nms_iou=nms_iou)
+                 nms_iou: float = 0.3, min_eye_distance: float | None = 24.0, engine: str = "auto"):
+        if min_eye_distance is not None and not float(min_eye_distance) > 0:
+            raise MfsError(f"min_eye_distance must be a positive number of pixels (or None), got {min_eye_distance!r}")
+        self.blazeface = BlazeFace(min_score=min_score, nms_iou=nms_iou, engine=engine)
         self.refine_landmarks = bool(refine_landmarks)
         self.min_presence = float(min_presence)
-        self.mesh = FaceMesh() if self.refine_landmarks else None
+        self.tile = None if min_eye_distance is None else max(1, round(float(min_eye_distance) * TILE_PER_EYE_DISTANCE))
+        self.mesh = FaceMesh(engine) if self.refine_landmarks else None
+
+    def candidates(self, image: np.ndarray) -> list[Detection]:
+        """BlazeFace detections in the whole frame and, when it is larger than a tile, in every
+        tile; in frame pixels, overlapping ones merged, best score first.
+
+        The frame is shrunk once so a tile is the model's 192 px; the tiles are views into it
+        and go through the model in one batch with the whole (shrunk) frame."""
+        h, w = image.shape[:2]
+        if self.tile is None or max(h, w) <= self.tile:
+            return self.blazeface.detect(image)
+        small = shrink(image, INPUT_SIZE / self.tile)
+        small_h, small_w = small.shape[:2]
+        regions = [(0, 0, small_w, small_h)] + tile_boxes(small_w, small_h, INPUT_SIZE, TILE_OVERLAP)
+        per_region = self.blazeface.detect_many([crop(small, region) for region in regions])
+        found = [(d, x, y) for (x, y, _, _), detections in zip(regions, per_region) for d in detections]
+        if not found:
+            return []
+        to_frame = np.float32([w / small_w, h / small_h])  # pixel centres: (p + 0.5) * ratio - 0.5
+        boxes = np.stack([((d.box.reshape(2, 2) + [x + 0.5, y + 0.5]) * to_frame - 0.5).reshape(4)
+                          for d, x, y in found])
+        keypoints = np.stack([(d.keypoints + [x + 0.5, y + 0.5]) * to_frame - 0.5 for d, x, y in found])
+        scores = np.array([d.score for d, _, _ in found])
+        return [Detection(box.astype(np.float32), points.astype(np.float32), score)
+                for box, points, score in weighted_nms(boxes, keypoints, scores, self.blazeface.nms_iou)]
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces, best detector score first."""
         check_bgr_image(image, "a face-detection input")
-        detections = self.blazeface.detect(image)
+        detections = self.candidates(image)
         if not self.refine_landmarks:
             return [Face(d.box, d.score, _coarse_five_points(d.keypoints)) for d in detections]
         meshes = self.mesh.run(image, [roi_from_detection(d.box, d.keypoints) for d in detections])

@@ -94,7 +94,7 @@ def test_graph_matches_tflite_interpreter_on_random_input(model, backend, rng, m
 def test_graph_matches_tflite_on_a_photo_and_in_batches(rng):
     """Real activations (a letterboxed face) through both models; the mesh batched 3 at once."""
     canvas, _ = letterbox(_astronaut())
-    photo = canvas.permute(0, 2, 3, 1).numpy().astype(np.float32)
+    photo = canvas[None].astype(np.float32)
     detector_path = tflite_model_path(MODELS["detector"][0])
     expected, got = _tflite_run(detector_path, photo / 127.5 - 1), _torch_run(load_tflite_graph(detector_path),
                                                                               photo / 127.5 - 1)
