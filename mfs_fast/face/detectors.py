@@ -1,9 +1,10 @@
 """Face detectors behind the FaceDetector interface, and a registry to create them by name.
 
-BlazeFaceDetector = MediaPipe's full-range BlazeFace for boxes + the 468-point face mesh for
-precise landmarks, both run by PyTorch from the original .tflite weights. For video,
-track() re-runs only the mesh around the previous frame's faces (about a third of the
-cost of detect()); call detect() again every few frames or when a face is lost.
+BlazeFaceDetector = MediaPipe's full-range BlazeFace for boxes (on the whole frame and on
+overlapping tiles, for small faces) + the 468-point face mesh for precise landmarks in full
+resolution, both run from the original .tflite weights by LiteRT or the project's PyTorch
+executor (tflite_engine). For video, track() re-runs only the mesh around the previous
+frame's faces, all faces in one batch; call detect() again every few frames or when a face is lost.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from .face_mesh import FaceMesh, Roi, five_points, level_angle, roi_from_detecti
 from .tiles import crop, tile_boxes
 from .types import Face, FaceDetector
 
-__all__ = ["DETECTORS", "BlazeFaceDetector", "available_detectors", "create_detector", "detector_report",
-           "register_detector"]
+__all__ = ["DETECTORS", "BlazeFaceDetector", "WholeFrameBlazeFaceDetector", "available_detectors", "create_detector",
+           "detector_report", "register_detector"]
 
 DetectorFactory = Callable[..., FaceDetector]
 DETECTORS: Registry[FaceDetector] = Registry("face detector")
@@ -105,6 +106,14 @@ TILE_PER_EYE_DISTANCE = 192 / 4.8
 TILE_OVERLAP = 0.25  # faces up to a quarter tile wide are whole in some tile; larger ones: the whole-frame pass
 
 
+def _on_face(detection: Detection, face: Face) -> bool:
+    """A detection of an already known face: its eye midpoint within one eye distance of the
+    face's (two people's eyes are 2+ eye distances apart)."""
+    eyes = detection.keypoints[:2].mean(axis=0)
+    reach = float(np.linalg.norm(face.landmarks[1] - face.landmarks[0]))
+    return float(np.linalg.norm(eyes - face.landmarks[:2].mean(axis=0))) < reach
+
+
 class BlazeFaceDetector:
     """MediaPipe full-range BlazeFace + face mesh (468 points -> the 5 ArcFace points).
 
@@ -160,8 +169,16 @@ class BlazeFaceDetector:
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces, best detector score first."""
+        return self.detect_new(image, [])
+
+    def detect_new(self, image: np.ndarray, known: list[Face]) -> list[Face]:
+        """Faces other than ``known`` (e.g. those being tracked), best detector score first.
+
+        Detections on a known face are dropped before the mesh runs, so a tracker that looks
+        for new faces every few frames pays the mesh only for faces it does not follow yet.
+        """
         check_bgr_image(image, "a face-detection input")
-        detections = self.candidates(image)
+        detections = [d for d in self.candidates(image) if not any(_on_face(d, face) for face in known)]
         if not self.refine_landmarks:
             return [Face(d.box, d.score, _coarse_five_points(d.keypoints)) for d in detections]
         meshes = self.mesh.run(image, [roi_from_detection(d.box, d.keypoints) for d in detections])
@@ -170,7 +187,7 @@ class BlazeFaceDetector:
             if mesh.presence < self.min_presence:
                 continue  # the mesh does not see a face there: a detector false positive
             landmarks = five_points(mesh.points)
-            if not any(_same_face(landmarks, kept.landmarks) for kept in faces):
+            if not any(_same_face(landmarks, kept.landmarks) for kept in faces + list(known)):
                 # Detections come best first, so a second box on the same face is the weaker one.
                 faces.append(Face(detection.box, detection.score, landmarks))
         return faces
@@ -195,6 +212,18 @@ class BlazeFaceDetector:
         return tracked
 
 
+class WholeFrameBlazeFaceDetector(BlazeFaceDetector):
+    """The detector as it was before 2026-12-06, for comparison and as a way back: one pass
+    over the whole frame (no tiles), run by the PyTorch executor."""
+
+    name = "blazeface-whole-frame"
+
+    def __init__(self, **options):
+        super().__init__(**{"min_eye_distance": None, "engine": "torch", **options})
+
+
 register_detector(BlazeFaceDetector.name, BlazeFaceDetector)
+register_detector(WholeFrameBlazeFaceDetector.name, WholeFrameBlazeFaceDetector,
+                  note="built in: one whole-frame pass, PyTorch executor (blazeface before tiles and LiteRT)")
 # create_detector("scrfd", model_path=...) or $MFS_FAST_SCRFD_MODEL; usable wherever onnxruntime is
 register_detector(SCRFDDetector.name, SCRFDDetector, probe=SCRFDDetector.unavailable_reason, note=SCRFDDetector.needs)
