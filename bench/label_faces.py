@@ -48,15 +48,15 @@ def _candidates(detector: BlazeFace, image: np.ndarray) -> list[tuple[np.ndarray
     return found
 
 
-def label_image(detector: BlazeFace, mesh: FaceMesh, image: np.ndarray) -> list[dict]:
-    """The faces the exhaustive pass finds: box and 5 landmarks each, rounded to 0.1 px."""
+def label_image(detector: BlazeFace, mesh: FaceMesh, image: np.ndarray) -> list[list[list[float]]]:
+    """The faces the exhaustive pass finds: 5 landmarks each, rounded to 0.1 px."""
     clusters: list[tuple[np.ndarray, np.ndarray, float]] = []
     for box, keypoints, score in sorted(_candidates(detector, image), key=lambda c: -c[2]):
         if not any(box_iou(box, kept[0]) > 0.3 for kept in clusters):
             clusters.append((box, keypoints, score))
     results = mesh.run(image, [roi_from_detection(box, keypoints) for box, keypoints, _ in clusters])
     faces = distinct_faces([five_points(r.points) for r in results if r.presence >= 0.5])
-    return [{"landmarks": np.round(f, 1).tolist()} for f in faces]
+    return [np.round(f.astype(np.float64), 1).tolist() for f in faces]
 
 
 def distinct_faces(faces: list[np.ndarray]) -> list[np.ndarray]:
@@ -72,15 +72,23 @@ def distinct_faces(faces: list[np.ndarray]) -> list[np.ndarray]:
     return kept
 
 
-def _show(path: Path, image: np.ndarray, faces: list[dict]) -> None:
+def _show(path: Path, image: np.ndarray, faces: list[list[list[float]]]) -> None:
     image = image.copy()
     for k, face in enumerate(faces):
-        points = np.asarray(face["landmarks"])
+        points = np.asarray(face)
         size = max(4, int(1.2 * np.linalg.norm(points[1] - points[0])))
         cx, cy = points.mean(0).astype(int)
         cv2.rectangle(image, (cx - size, cy - size), (cx + size, cy + size), (0, 255, 0), 3)
         cv2.putText(image, str(k), (cx - size, cy - size - 6), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 255, 255), 3)
     cv2.imwrite(str(path), image)
+
+
+def to_json(labels: dict[str, list]) -> str:
+    """The labels file: what made it, then one image a line (image name -> faces -> 5 [x, y])."""
+    lines = [f" {json.dumps(name)}: {json.dumps(faces, separators=(',', ':'))}" for name, faces in labels.items()]
+    return ('{"how": "bench/label_faces.py: exhaustive multi-scale BlazeFace + full-resolution face mesh; '
+            'checked by eye; faces -> 5 landmarks [x, y] in ArcFace order",\n"images": {\n'
+            + ",\n".join(lines) + "\n}}\n")
 
 
 def main() -> None:
@@ -101,9 +109,7 @@ def main() -> None:
         if args.show:
             args.show.mkdir(parents=True, exist_ok=True)
             _show(args.show / (name.replace("#", "_") + ".png"), image, labels[name])
-    document = {"how": "bench/label_faces.py: exhaustive multi-scale BlazeFace + full-resolution face mesh; "
-                       "checked by eye", "images": labels}
-    atomic_write(LABELS, json.dumps(document, indent=1) + "\n")
+    atomic_write(LABELS, to_json(labels))
     print(f"wrote {LABELS}")
 
 

@@ -33,7 +33,7 @@ EXPECTED = {"group_6faces.jpg": 6, "no_faces_dogs.jpg": 0, "group_dlib_2008_0024
 def load_labels() -> dict[str, list[np.ndarray]]:
     """Image name ("photo.jpg" or "clip.mp4#frame") -> labelled faces' 5 landmarks, (5, 2) each."""
     images = json.loads(LABELS.read_text())["images"]
-    return {name: [np.asarray(face["landmarks"], np.float32) for face in faces] for name, faces in images.items()}
+    return {name: [np.asarray(face, np.float32) for face in faces] for name, faces in images.items()}
 
 
 def labelled_images(names: list[str]) -> Iterator[tuple[str, np.ndarray]]:
