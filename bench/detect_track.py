@@ -1,6 +1,6 @@
 """Detect + track cost per frame, recall and wobble: code versions and detectors side by side.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/detect_track.py [--before-code ../main] [--rounds 2] [--frames N]
+    PYTHONPATH=$PWD .venv/bin/python bench/detect_track.py [--before-code ../main] [--rounds 2] [--frames N] [--threads 1]
 
 Clips: a 512x512 talking head scaled into 1280x720 (made with ffmpeg into a temporary folder)
 and the shared 1080p crowd clip. Each run is FaceTracker(create_detector(name), every=5) over
@@ -81,8 +81,10 @@ def measure(clip: Path, detector_name: str, every: int, frames: int = 0) -> dict
             "wobble": wobble(track) if len(track) == len(counts) else None}
 
 
-def _run(code: Path, clip: Path, detector_name: str, every: int, frames: int) -> dict:
+def _run(code: Path, clip: Path, detector_name: str, every: int, frames: int, threads: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)  # torch's intra-op threads (LiteRT takes torch's count)
     out = subprocess.run([sys.executable, __file__, "--one", str(clip), "--detector", detector_name,
                           "--every", str(every), "--frames", str(frames)],
                          env=env, check=True, capture_output=True, text=True).stdout
@@ -102,6 +104,7 @@ def main() -> None:
                         help="a checkout whose mfs_fast is the 'before' (its default blazeface detector)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--every", type=int, default=5, help="FaceTracker: look for new faces every N frames")
+    parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for every run (0: leave as is)")
     parser.add_argument("--frames", type=int, default=0, help="only the first N frames of each clip (0: all)")
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # internal: measure one clip, print JSON
     parser.add_argument("--detector", default="blazeface", help=argparse.SUPPRESS)
@@ -122,7 +125,7 @@ def main() -> None:
             best: dict[str, dict] = {}
             for _ in range(args.rounds):
                 for variant, (code, detector_name) in variants.items():
-                    result = _run(code, clip, detector_name, args.every, args.frames)
+                    result = _run(code, clip, detector_name, args.every, args.frames, args.threads)
                     if variant not in best or result["mean"] < best[variant]["mean"]:
                         best[variant] = result
             for variant, result in best.items():

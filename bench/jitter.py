@@ -26,10 +26,10 @@ def main() -> None:
     base = rgb_to_bgr(skimage.data.astronaut()).astype(np.float32)
     frames = [np.clip(base + rng.normal(0, args.noise, base.shape), 0, 255).astype(np.uint8) for _ in range(args.frames)]
     settings = {
-        "detect every frame, raw": dict(every=1, smooth=False),
-        "detect every 5, track between, raw": dict(every=5, smooth=False),
-        "detect every frame, One-Euro smoothing": dict(every=1, smooth=True),
-        "detect every 5, track + One-Euro (default)": dict(every=5, smooth=True),
+        "detector every frame, raw": dict(every=1, smooth=False),
+        "detector every 5 frames, raw": dict(every=5, smooth=False),
+        "detector every frame, One-Euro smoothing": dict(every=1, smooth=True),
+        "detector every 5, One-Euro (default)": dict(every=5, smooth=True),
     }
     print(f"still face, {args.frames} frames, noise sigma {args.noise}; jitter in px (first 5 frames skipped)")
     for detector_name in args.detectors:
