@@ -1,6 +1,7 @@
 """Detect + track cost per frame, recall and wobble: code versions and detectors side by side.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/detect_track.py [--before-code ../main] [--rounds 2] [--frames N] [--threads 1]
+    PYTHONPATH=$PWD .venv/bin/python bench/detect_track.py [--before-code ../main] [--rounds 2]
+        [--frames N] [--threads 1]
 
 Clips: a 512x512 talking head scaled into 1280x720 (made with ffmpeg into a temporary folder)
 and the shared 1080p crowd clip. Each run is FaceTracker(create_detector(name), every=5) over
@@ -92,8 +93,11 @@ def _run(code: Path, clip: Path, detector_name: str, every: int, frames: int, th
 
 
 def _row(clip: Path, variant: str, r: dict) -> str:
-    recall = (f"{r['hits']}/{r['labelled']} = {100 * r['hits'] / r['labelled']:.0f} %; >= 24 px: "
-              f"{r['hits_24']}/{r['labelled_24']} = {100 * r['hits_24'] / r['labelled_24']:.0f} %") if r["labelled"] else "-"
+    if not r["labelled"]:
+        recall = "-"
+    else:
+        recall = (f"{r['hits']}/{r['labelled']} = {100 * r['hits'] / r['labelled']:.0f} %; >= 24 px: "
+                  f"{r['hits_24']}/{r['labelled_24']} = {100 * r['hits_24'] / r['labelled_24']:.0f} %")
     shake = f"{r['wobble']:.2f}" if r["wobble"] is not None else "-"
     return f"| {clip.name} | {variant} | {r['mean']:.1f} | {r['p95']:.1f} | {r['faces']:.2f} | {recall} | {shake} |"
 

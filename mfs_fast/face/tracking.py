@@ -1,11 +1,12 @@
-"""Steady landmarks across video frames: detect every N frames, track in between, smooth.
+"""Steady landmarks across video frames: track every frame, look for new faces every N, smooth.
 
 With a detector that can ``track`` (landmarks from the previous position, cheaper than
 detection), faces are followed by ``track`` on every frame and the detector only looks for
 new faces every N frames or when a face is lost; tracked faces are never re-detected, so
-their landmarks do not jump between the detector's and the tracker's estimate. Faces are matched to tracks by index through an assignment on box
-overlap and centre distance (:func:`match_boxes`), so faces entering, leaving, crossing or
-changing order in the detector's list keep their own track and smoothing state. Each
+their landmarks do not jump between the detector's and the tracker's estimate. Faces are
+matched to tracks by index through an assignment on box overlap and centre distance
+(:func:`match_boxes`), so faces entering, leaving, crossing or changing order in the
+detector's list keep their own track and smoothing state. Each
 track's 5 landmarks go through its own One-Euro filter (Casiez et al., CHI 2012): strong
 smoothing while the face is still, little lag when it moves.
 """

@@ -18,8 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from recall import load_labels, labelled_images, matched  # noqa: E402
 
 CROWD_FRAMES = [f"crowd_1080p_105f.mp4#{i}" for i in (0, 5, 10, 15, 20)]
-pytestmark = pytest.mark.skipif(not (SHARED_ASSETS / "videos" / "crowd_1080p_105f.mp4").is_file(),
-                                reason=f"the shared crowd clip and photos are not in {SHARED_ASSETS} (full checkout only)")
+pytestmark = pytest.mark.skipif(
+    not (SHARED_ASSETS / "videos" / "crowd_1080p_105f.mp4").is_file(),
+    reason=f"the shared crowd clip and photos are not in {SHARED_ASSETS} (full checkout only)")
 
 
 def _recall(detector: BlazeFaceDetector, names: list[str]) -> tuple[int, int]:
