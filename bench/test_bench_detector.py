@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mfs_fast.face.detectors import BlazeFaceDetector
+from mfs_fast.face.detectors import BlazeFaceDetector, WholeFrameBlazeFaceDetector
 from mfs_fast.preprocess import rgb_to_bgr
 
 SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "images"
@@ -26,7 +26,8 @@ def _letterboxed(image: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def detectors():
-    return {"mesh": BlazeFaceDetector(), "no mesh": BlazeFaceDetector(refine_landmarks=False)}
+    return {"mesh": BlazeFaceDetector(), "no mesh": BlazeFaceDetector(refine_landmarks=False),
+            "whole frame (before 2026-12-06)": WholeFrameBlazeFaceDetector()}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def six_faces_frame():
     return cv2.resize(cv2.imread(str(path)), (FRAME_W, FRAME_H), interpolation=cv2.INTER_AREA)
 
 
-@pytest.mark.parametrize("variant", ["no mesh", "mesh"])
+@pytest.mark.parametrize("variant", ["no mesh", "mesh", "whole frame (before 2026-12-06)"])
 def test_detect_one_face(benchmark, detectors, one_face_frame, threads, variant):
     detector = detectors[variant]
     assert len(detector.detect(one_face_frame)) == 1
@@ -59,8 +60,9 @@ def test_detect_six_faces(benchmark, detectors, six_faces_frame, threads):
     benchmark(detector.detect, six_faces_frame)
 
 
-def test_track_one_face(benchmark, detectors, one_face_frame, threads):
-    detector = detectors["mesh"]
+@pytest.mark.parametrize("variant", ["mesh", "whole frame (before 2026-12-06)"])
+def test_track_one_face(benchmark, detectors, one_face_frame, threads, variant):
+    detector = detectors[variant]
     previous = detector.detect(one_face_frame)
     assert len(detector.track(one_face_frame, previous)) == 1
     benchmark.group = f"track 1280x720, 1 face, {threads} thread(s)"

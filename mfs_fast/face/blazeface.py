@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .model_files import tflite_model_path
-from .tflite_graph import load_tflite_graph
+from .tflite_engine import load_tflite_model
 
 MODEL_FILE = "face_detection_full_range.tflite"
 INPUT_SIZE = 192
@@ -72,22 +72,34 @@ class Letterbox:
         return out
 
 
-def letterbox(image_bgr: np.ndarray, size: int = INPUT_SIZE) -> tuple[torch.Tensor, Letterbox]:
+def _shrink(image_bgr: np.ndarray, new_w: int, new_h: int) -> np.ndarray:
+    """The image at new_w x new_h (H x W x 3 uint8, BGR): an antialiased bilinear resize
+    (torch's uint8 kernel: ~0.5 ms for a 1280x720 frame, where cv2's INTER_AREA takes ~3 ms);
+    plain bilinear would alias away the small faces the full-range model is for."""
+    if (new_h, new_w) == tuple(image_bgr.shape[:2]):
+        return image_bgr
+    frame = torch.from_numpy(np.ascontiguousarray(image_bgr)).permute(2, 0, 1).unsqueeze(0)
+    resized = F.interpolate(frame, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+    return resized[0].permute(1, 2, 0).numpy()
+
+
+def shrink(image_bgr: np.ndarray, scale: float) -> np.ndarray:
+    """The BGR image resized by ``scale`` (< 1) as letterbox() shrinks frames (H' x W' x 3 uint8)."""
+    h, w = image_bgr.shape[:2]
+    return _shrink(image_bgr, max(1, round(w * scale)), max(1, round(h * scale)))
+
+
+def letterbox(image_bgr: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, Letterbox]:
     """Fit the frame into size x size keeping its aspect ratio, centred on black borders.
 
-    Returns a (1, 3, size, size) uint8 RGB tensor (channels_last memory). The shrink is an
-    antialiased bilinear resize (torch's uint8 kernel: ~0.5 ms for a 1280x720 frame, where
-    cv2's INTER_AREA takes ~3 ms); plain bilinear would alias away the small faces the
-    full-range model is for.
+    Returns a size x size x 3 uint8 RGB array; a frame that already fits is only copied.
     """
     h, w = image_bgr.shape[:2]
     scale = size / max(h, w)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    frame = torch.from_numpy(np.ascontiguousarray(image_bgr)).permute(2, 0, 1).unsqueeze(0)
-    resized = F.interpolate(frame, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
-    canvas = torch.zeros((1, 3, size, size), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    canvas = np.zeros((size, size, 3), np.uint8)
     left, top = (size - new_w) // 2, (size - new_h) // 2
-    canvas[:, :, top:top + new_h, left:left + new_w] = resized.flip(1)  # BGR -> RGB
+    canvas[top:top + new_h, left:left + new_w] = _shrink(image_bgr, new_w, new_h)[..., ::-1]  # BGR -> RGB
     return canvas, Letterbox(new_w / w, new_h / h, left, top)
 
 
@@ -118,34 +130,49 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
 
 
 class BlazeFace:
-    """The full-range detector: detect(frame) -> list[Detection], best score first."""
+    """The full-range detector: detect(frame) -> list[Detection], best score first; detect_many
+    for several images at once."""
 
-    def __init__(self, min_score: float = DEFAULT_MIN_SCORE, nms_iou: float = DEFAULT_NMS_IOU):
+    def __init__(self, min_score: float = DEFAULT_MIN_SCORE, nms_iou: float = DEFAULT_NMS_IOU, engine: str = "auto"):
         self.min_score, self.nms_iou = float(min_score), float(nms_iou)
-        self.model = load_tflite_graph(tflite_model_path(MODEL_FILE))
+        self.model = load_tflite_model(tflite_model_path(MODEL_FILE), engine)
         self.anchors = ssd_anchor_centres()
         # Score threshold as a logit: sigmoid is monotonic, so candidates are picked without
         # computing 2304 sigmoids.
         p = min(max(self.min_score, 1e-6), 1 - 1e-6)
         self._min_logit = float(np.log(p / (1 - p)))
 
-    def input_tensor(self, image_bgr: np.ndarray) -> tuple[torch.Tensor, Letterbox]:
-        """(1, 3, 192, 192) float tensor in [-1, 1] (channels_last memory) and its letterbox."""
-        canvas, box = letterbox(image_bgr)
-        return canvas.float().div_(127.5).sub_(1.0), box
+    def input_batch(self, images_bgr: list[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
+        """(N, 192, 192, 3) float32 NHWC batch in [-1, 1] and the images' letterboxes."""
+        fitted = [letterbox(image) for image in images_bgr]
+        batch = np.stack([canvas for canvas, _ in fitted]).astype(np.float32)
+        batch *= 1 / 127.5
+        batch -= 1.0
+        return batch, [box for _, box in fitted]
 
-    def raw_outputs(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, Letterbox]:
-        """Model outputs (2304, 16) regressors and (2304,) score logits, and the letterbox."""
-        x, box = self.input_tensor(image_bgr)
-        with torch.inference_mode():
-            outputs = dict(zip(self.model.output_names, self.model(x)))
-        regressors = outputs["reshaped_regressor_face_4"][0].numpy()
-        logits = outputs["reshaped_classifier_face_4"][0, :, 0].numpy()
-        return regressors, logits, box
+    def raw_outputs(self, images_bgr: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[Letterbox]]:
+        """Model outputs (N, 2304, 16) regressors and (N, 2304) score logits, and the letterboxes:
+        all images in one forward pass."""
+        x, boxes = self.input_batch(images_bgr)
+        outputs = dict(zip(self.model.output_names, self.model(x)))
+        # LiteRT with a batch > 1 returns (1, N * 2304, ...): the images one after another
+        regressors = outputs["reshaped_regressor_face_4"].reshape(len(boxes), -1, 16)
+        logits = outputs["reshaped_classifier_face_4"].reshape(len(boxes), -1)
+        return regressors, logits, boxes
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """All faces scoring at least min_score, best first, in frame pixel coordinates."""
-        regressors, logits, box = self.raw_outputs(image_bgr)
+        return self.detect_many([image_bgr])[0]
+
+    def detect_many(self, images_bgr: list[np.ndarray]) -> list[list[Detection]]:
+        """detect() for several images (e.g. tiles of one frame) in one batched forward pass."""
+        if not images_bgr:
+            return []
+        regressors, logits, boxes = self.raw_outputs(images_bgr)
+        return [self._decode(r, l, box) for r, l, box in zip(regressors, logits, boxes)]
+
+    def _decode(self, regressors: np.ndarray, logits: np.ndarray, box: Letterbox) -> list[Detection]:
+        """One image's outputs -> detections above min_score, merged, in frame pixels."""
         candidates = np.flatnonzero(logits >= self._min_logit)
         if candidates.size == 0:
             return []

@@ -1,9 +1,12 @@
-"""Steady landmarks across video frames: detect every N frames, track in between, smooth.
+"""Steady landmarks across video frames: track every frame, look for new faces every N, smooth.
 
-Between detections the detector's cheaper ``track`` (landmarks from the previous position)
-is used when it has one. Faces are matched to tracks by index through an assignment on box
-overlap and centre distance (:func:`match_boxes`), so faces entering, leaving, crossing or
-changing order in the detector's list keep their own track and smoothing state. Each
+With a detector that can ``track`` (landmarks from the previous position, cheaper than
+detection), faces are followed by ``track`` on every frame and the detector only looks for
+new faces every N frames or when a face is lost; tracked faces are never re-detected, so
+their landmarks do not jump between the detector's and the tracker's estimate. Faces are
+matched to tracks by index through an assignment on box overlap and centre distance
+(:func:`match_boxes`), so faces entering, leaving, crossing or changing order in the
+detector's list keep their own track and smoothing state. Each
 track's 5 landmarks go through its own One-Euro filter (Casiez et al., CHI 2012): strong
 smoothing while the face is still, little lag when it moves.
 """
@@ -144,8 +147,9 @@ class Track:
 class FaceTracker:
     """``update(frame) -> faces`` for consecutive video frames.
 
-    Detects every ``every`` frames (and on any frame where ``track`` loses a face or there is
-    nothing to track); between detections follows the faces with the detector's ``track``.
+    Follows the faces with the detector's ``track`` where it has one, and runs the detector
+    for new faces every ``every`` frames, on any frame where ``track`` loses a face, and
+    whenever there is nothing to track; a detector without ``track`` runs on every frame.
     Faces are matched to the previous frame's tracks by :func:`match_boxes`: matched faces
     keep their track (id and landmark filter), new faces start tracks, unmatched tracks end.
     ``update`` returns faces in track order (oldest track first); ``ids`` holds their track ids.
@@ -167,16 +171,21 @@ class FaceTracker:
 
     def update(self, frame: np.ndarray) -> list[Face]:
         """The faces in ``frame``, continuing the tracks of the previous frame."""
-        faces = None
-        if self.frame_index % self.every != 0 and self.tracks and hasattr(self.detector, "track"):
+        if self.tracks and hasattr(self.detector, "track"):
             faces = self.detector.track(frame, [t.face for t in self.tracks])
-            if len(faces) < len(self.tracks):
-                faces = None  # a face was lost: look again with the detector
-        if faces is None:
+            if len(faces) < len(self.tracks) or self.frame_index % self.every == 0:
+                faces = faces + self._new_faces(frame, faces)  # a face was lost, or time to look for new ones
+        else:
             faces = self.detector.detect(frame)
         self.frame_index += 1
         self.tracks = self._associate(faces)
         return [t.face for t in self.tracks]
+
+    def _new_faces(self, frame: np.ndarray, tracked: list[Face]) -> list[Face]:
+        """Detected faces that are not among ``tracked`` (boxes overlapping by IoU > 0.3)."""
+        if hasattr(self.detector, "detect_new"):  # skips the work on tracked faces (BlazeFaceDetector)
+            return self.detector.detect_new(frame, tracked)
+        return [f for f in self.detector.detect(frame) if all(box_iou(f.box, t.box) <= 0.3 for t in tracked)]
 
     def _associate(self, faces: list[Face]) -> list[Track]:
         """Continue matched tracks, start new ones for unmatched faces; unmatched tracks end."""

@@ -172,3 +172,27 @@ def test_lost_face_between_detections_triggers_a_detection():
 def test_every_must_be_a_whole_number_at_least_one(every):
     with pytest.raises(MfsError, match="every"):
         FaceTracker(ScriptedDetector([]), every=every)
+
+
+class ShiftedTrackingDetector(ScriptedTrackingDetector):
+    """detect() places every face 4 px right of where track() does, so the output tells
+    which of the two produced a face's landmarks."""
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        return [Face(f.box + [4, 0, 4, 0], f.score, f.landmarks + [4, 0]) for f in super().detect(image)]
+
+
+def test_tracked_faces_are_not_redetected_and_new_faces_join_on_detection_frames():
+    """Every 3 frames the detector looks for new faces; the face already followed keeps the
+    tracker's landmarks (no jump to the detector's estimate), the one entering at frame 4
+    starts a track at the next detection frame (6)."""
+    a, b = face_at(80, 100), face_at(240, 100)
+    script = [[a]] * 4 + [[a, b]] * 5
+    detector = ShiftedTrackingDetector(script)
+    frames = run(FaceTracker(detector, every=3, smooth=False), len(script))
+    assert [sorted(f) for f in frames] == [[0]] * 6 + [[0, 1]] * 3
+    assert detector.detect_calls == 3  # frames 0, 3 and 6
+    np.testing.assert_allclose(frames[0][0].landmarks, a.landmarks + [4, 0])  # first seen by detect()
+    for faces in frames[1:]:
+        np.testing.assert_allclose(faces[0].landmarks, a.landmarks)  # then followed by track() only
+    np.testing.assert_allclose(frames[6][1].landmarks, b.landmarks + [4, 0])
