@@ -7,7 +7,7 @@ import time
 from contextlib import closing
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -29,14 +29,14 @@ class VideoStats:
 
 def transcode(src: PathLike, dst: PathLike, fn: Callable[[np.ndarray], np.ndarray], progress: bool = True,
               refresh_every: int | None = None, *, quality: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET,
-              info: VideoInfo | None = None) -> VideoStats:
+              info: VideoInfo | None = None, tags: Mapping[str, str] | None = None) -> VideoStats:
     """Write ``fn(frame)`` for every frame of ``src`` to ``dst``: same size, every frame at its time
     in ``src`` (a variable rate stays variable, see :func:`_timeline`), ``src``'s audio kept in sync.
 
     ``src`` is only read. ``progress`` shows a tqdm bar with ETA on stderr, out of the true frame
     count; ``refresh_every`` redraws it every that many frames (None: tqdm's own time-based refresh).
     Decoding runs ahead in a thread. ``info``: ``probe_video(src)`` when the caller already has it
-    (saves a second ffmpeg run).
+    (saves a second ffmpeg run). ``tags``: container metadata for ``dst`` (see :class:`VideoWriter`).
     """
     from tqdm.auto import tqdm
 
@@ -47,7 +47,7 @@ def transcode(src: PathLike, dst: PathLike, fn: Callable[[np.ndarray], np.ndarra
     frames_in = 0
     refresh = {"miniters": refresh_every, "mininterval": 0} if refresh_every else {}
     with (VideoWriter(dst, info.width, info.height, info.fps, audio_from=src if info.has_audio else None,
-                      quality=quality, preset=preset, inputs=[src], time_base=tick) as writer,
+                      quality=quality, preset=preset, inputs=[src], time_base=tick, tags=tags) as writer,
           closing(_decode(src, info, prefetch=4)) as frames,
           tqdm(total=info.frame_count, unit="frame", disable=not progress, desc=src.name, **refresh) as bar):
         for pts, frame in frames:
