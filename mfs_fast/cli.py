@@ -176,7 +176,8 @@ def _swap_aligned(args: argparse.Namespace) -> None:
     source, target = read_bgr(args.source), read_bgr(args.target)
     models = load_weights(args.weights) if args.weights else load_starter_weights()
     result = swap_aligned(models, source, target)
-    write_image(args.output, *_marked_crop(result.image, args), inputs=inputs)
+    image, metadata = _marked_crop(result.image, args)
+    write_image(args.output, image, inputs=inputs, metadata=metadata)
     print(f"wrote {args.output}")
     if args.mask_out:
         write_image(args.mask_out, result.mask, inputs=inputs)

@@ -1,10 +1,10 @@
 """Finding the watermark in an image that may have been cropped, scaled, recompressed or re-toned.
 
 Luma is high-passed and divided by its local contrast (edges and texture must not outweigh the
-faint pattern), then cut into tile-sized blocks. A crop only shifts the tile cyclically, so one
-FFT correlation per block with the tag's part of the tile gives the sync score at every shift;
-the marked region is unknown (a face in a large frame), so block scores are summed over windows
-of 1 x 1 to 3 x 3 blocks and over the whole image, and the window and shift with the highest
+faint pattern), then cut into half-tile cells. A crop only shifts the tile cyclically, so one
+FFT correlation per cell with the tag's part of the tile gives the sync score at every shift;
+the marked region is unknown (a face in a large frame), so cell scores are summed over windows
+of 1 to 3 tiles a side, starting every half tile, and over the whole image; the window and shift with the highest
 z-score (against all other shifts of that window) win. The tile is also looked for at 3/4 and
 1/2 of its size (downscaled copies).
 
@@ -26,12 +26,12 @@ from .payload import TAG_BITS, Payload, decode, tag_signs
 from .pattern import TILE, carriers
 
 SCALES = (1.0, 0.75, 0.5)  # tile sizes looked for, relative to the marked one
-WINDOWS = (1, 2, 3)  # window sides in blocks, besides the whole image
+WINDOWS = (2, 3, 4, 6)  # window sides in half tiles (1 to 3 tiles), besides the whole image
 MIN_Z = 7.0  # sync z-score for "found"; see bench/watermark.py for the measured false-alarm rate
 HIGH_PASS_SIGMA = 1.5  # pixels at scale 1
 CONTRAST_SIGMA = 4.0
 CONTRAST_FLOOR = 0.5  # grey levels: keeps flat areas from being amplified without bound
-MIN_BLOCK_RMS = 0.05  # whitened RMS below which a block counts as empty (a marked block has ~0.5)
+MIN_BLOCK_RMS = 0.05  # whitened RMS below which a cell counts as empty (a marked one has ~0.5)
 
 
 @dataclass(frozen=True)
@@ -65,17 +65,24 @@ def _whitened(luma: np.ndarray, scale: float) -> np.ndarray:
     return high / (contrast + np.float32(CONTRAST_FLOOR))
 
 
-def _blocks(plane: np.ndarray, size: int) -> np.ndarray:
-    """``plane`` zero-padded to whole blocks, as (rows, cols, size, size); blocks with next to no
-    texture (flat or saturated: nothing marked survives there) are zeroed, so that their rounding
-    noise cannot make a z-score of its own."""
+def _cells(plane: np.ndarray, size: int) -> np.ndarray:
+    """``plane`` cut into half-tile cells, each placed where it falls in the tile (its position
+    modulo ``size``) in an otherwise zero ``size`` x ``size`` array: (rows, cols, size, size).
+    Summing any cells gives the folded tile of just that part of the image, so windows can start
+    every half tile. Cells with next to no texture (flat or saturated: no mark survives there) are
+    zeroed, so that their rounding noise cannot make a z-score of its own."""
+    half = size // 2
     h, w = plane.shape
-    rows, cols = -(-h // size), -(-w // size)
-    padded = np.zeros((rows * size, cols * size), np.float32)
+    rows, cols = -(-h // half), -(-w // half)
+    padded = np.zeros((rows * half, cols * half), np.float32)
     padded[:h, :w] = plane
-    blocks = padded.reshape(rows, size, cols, size).swapaxes(1, 2)
-    blocks[np.sqrt(np.mean(blocks ** 2, axis=(2, 3))) < MIN_BLOCK_RMS] = 0.0
-    return blocks
+    cells = padded.reshape(rows, half, cols, half).swapaxes(1, 2)
+    cells[np.sqrt(np.mean(cells ** 2, axis=(2, 3))) < MIN_BLOCK_RMS] = 0.0
+    placed = np.zeros((rows, cols, size, size), np.float32)
+    for r in (0, 1):
+        for c in (0, 1):
+            placed[r::2, c::2, r * half:(r + 1) * half, c * half:(c + 1) * half] = cells[r::2, c::2]
+    return placed
 
 
 def _window_sums(values: np.ndarray, k: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -105,7 +112,7 @@ def detect(image: np.ndarray) -> Detection:
         size = round(TILE * scale)
         if min(luma.shape) < size // 2:
             continue
-        blocks = _blocks(_whitened(luma, scale), size)
+        blocks = _cells(_whitened(luma, scale), size)
         rows, cols = blocks.shape[:2]
         template = np.conj(np.fft.rfft2(_sync_template(size)))
         scores = np.fft.irfft2(np.fft.rfft2(blocks) * template, s=(size, size))
