@@ -21,8 +21,8 @@ from .backends import DEFAULT_BACKEND, Backend, NativeEngine, create_backend
 from .checkpoints import load_weights
 from .errors import ImageError, MfsError, NoFaceError
 from .face import Face, FaceDetector, FaceTracker, align_face, paste_back
-from .face.paste import footprint_box
 from .face.align import alignment_matrix, invert_affine
+from .face.paste import footprint_box
 from .face.select import FaceSelector, check_policy, check_similarity
 from .face.tracking import check_every
 from .identity.base import IdentityEncoder
@@ -282,7 +282,8 @@ class Swapper:
         if self.watermark is None or not inverses:
             return
         start = time.perf_counter()
-        self.watermark.mark(frame, filter(None, (footprint_box(inverse, self.size, frame.shape) for inverse in inverses)))
+        boxes = (footprint_box(inverse, self.size, frame.shape) for inverse in inverses)
+        self.watermark.mark(frame, [box for box in boxes if box is not None])
         self.stats.seconds["mark"] += time.perf_counter() - start
 
     def _swap_with_core(self, frame: np.ndarray, faces: list[Face], out: np.ndarray | None) -> np.ndarray:

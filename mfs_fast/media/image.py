@@ -268,8 +268,9 @@ def _checked_metadata(metadata: ImageMetadata | None, fmt: str, path: Path) -> I
     if metadata is None or not (metadata.icc or metadata.exif or metadata.xmp):
         return None
     if not _CAPABILITIES[fmt][2]:
-        lost = " and ".join(what for what, there in (("the ICC profile and EXIF of the input", metadata.icc or metadata.exif),
-                                                     ("the provenance note (XMP)", metadata.xmp)) if there)
+        parts = (("the ICC profile and EXIF of the input", metadata.icc or metadata.exif),
+                 ("the provenance note (XMP)", metadata.xmp))
+        lost = " and ".join(what for what, there in parts if there)
         warnings.warn(f"{path}: not written to {fmt.upper()} files: {lost} (write .png or .jpg to keep them)",
                       stacklevel=3)
         return None

@@ -404,7 +404,8 @@ def with_metadata(encoded: bytes, fmt: str, metadata: ImageMetadata) -> bytes:
         if metadata.exif:
             extra += _png_chunk(b"eXIf", metadata.exif)
         if metadata.xmp:
-            extra += _png_chunk(b"iTXt", _PNG_XMP_KEY + b"\x00\x00\x00\x00" + metadata.xmp)  # flag, method, language, key
+            # uncompressed, no language, no translated keyword
+            extra += _png_chunk(b"iTXt", _PNG_XMP_KEY + b"\x00\x00\x00\x00" + metadata.xmp)
         end_of_ihdr = 8 + 12 + struct.unpack_from(">I", encoded, 8)[0]
         return encoded[:end_of_ihdr] + extra + encoded[end_of_ihdr:]
     segments = []

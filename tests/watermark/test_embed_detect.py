@@ -82,3 +82,11 @@ def test_unmarked_images_are_not_reported(astronaut):
 def test_never_found_in_shared_originals(name):
     result = detect(cv2.imread(str(IMAGES / name)))
     assert not result.found and result.z < MIN_Z - 1
+
+
+def test_large_frames_are_marked_the_same_without_the_cache(astronaut, monkeypatch):
+    import mfs_fast.watermark.embed as embed
+
+    cached = Watermark().mark(astronaut.copy(), [FACE_REGION, (0, 300, 200, 512)])
+    monkeypatch.setattr(embed, "MAX_CACHED_PIXELS", 0)
+    np.testing.assert_array_equal(Watermark().mark(astronaut.copy(), [FACE_REGION, (0, 300, 200, 512)]), cached)
