@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mfs_fast import native
+from mfs_fast.cli import main
 
 
 def mfs(*args: str) -> subprocess.CompletedProcess:
@@ -40,6 +41,7 @@ def test_aligned_swap_matches_official_png(weights, official_dir, converted, ali
                "-o", out, "--mask-out", mask_out, "--no-watermark")
     assert proc.returncode == 0, proc.stderr
     assert "mfs-fast: warning: watermark off" in proc.stderr
+    assert main(["verify", str(out)]) == 1  # opted out: neither mark
     result = cv2.imread(str(out))
     assert result.shape == (224, 224, 3)
     diff = np.abs(result.astype(int) - official_reference["png"].astype(int))

@@ -29,22 +29,18 @@ def photo(tmp_path_factory):
     return path
 
 
-def test_aligned_swap_output_is_marked_and_opting_out_warns(aligned_pair, official_dir, tmp_path, capsys):
+def test_aligned_swap_output_is_marked(aligned_pair, official_dir, tmp_path, capsys):
+    """(--no-watermark's warning and unmarked output: tests/test_cli.py's parity test.)"""
     _, _, source_png, target_png = aligned_pair
-    marked, plain = tmp_path / "marked.png", tmp_path / "plain.png"
-    common = ["swap", "--aligned", "--source", str(source_png), "--target", str(target_png),
-              "--weights", str(official_dir)]
-    assert main([*common, "-o", str(marked), "--watermark-id", "5"]) == 0
-    assert main([*common, "-o", str(plain), "--no-watermark"]) == 0
-    assert "mfs-fast: warning: watermark off (--no-watermark" in capsys.readouterr().err
+    marked = tmp_path / "marked.png"
+    assert main(["swap", "--aligned", "--source", str(source_png), "--target", str(target_png),
+                 "--weights", str(official_dir), "-o", str(marked), "--watermark-id", "5"]) == 0
     status, out, _ = verify(marked, capsys)
     assert status == 0, out
     assert "watermark: found" in out and "payload: mfs_fast 0.1, user id 5" in out
     assert "metadata: made by mfs_fast 0.1.0" in out
-    status, out, _ = verify(plain, capsys)
-    assert status == 1 and "watermark: not found" in out and "no mfs_fast provenance note" in out
     status, out, _ = verify(target_png, capsys)
-    assert status == 1
+    assert status == 1 and "watermark: not found" in out and "no mfs_fast provenance note" in out
 
 
 def test_original_photo_is_not_marked(photo, capsys):
