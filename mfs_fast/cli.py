@@ -6,7 +6,8 @@ option and what to do, and exits with
 * 2: bad input or options (a :class:`MfsError`, an unreadable/unwritable file, a usage error);
 * 130: interrupted with Ctrl-C (SIGINT); 143: stopped with SIGTERM. Both raise KeyboardInterrupt
   in the main thread, so the video writer removes its temporaries and no partial output is left;
-* 1: an internal error (a bug): still one line; ``MFS_FAST_DEBUG=1`` shows the traceback.
+* 1: an internal error (a bug): still one line; ``MFS_FAST_DEBUG=1`` shows the traceback. Also
+  ``mfs-fast verify``'s answer "not marked" (0: marked), as the issue that added it asked.
 
 Warnings are printed as one ``mfs-fast: warning: ...`` line each.
 """
@@ -25,6 +26,7 @@ from .errors import MfsError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
+EXIT_NOT_MARKED = 1  # mfs-fast verify: the file carries neither mark
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 DEBUG_ENV = "MFS_FAST_DEBUG"
@@ -132,8 +134,11 @@ def _cmd_swap(args: argparse.Namespace) -> None:
     _check_writable(args.output)
     swapper = _make_swapper(args, create_detector(args.detector))
     if kind == "image":
+        from .watermark.metadata import with_note
+
         image = read_image(args.target)
-        write_image(args.output, image.restore(swapper.swap(image.bgr)), inputs=inputs, metadata=image.metadata)
+        metadata = with_note(image.metadata) if swapper.watermark is not None else image.metadata
+        write_image(args.output, image.restore(swapper.swap(image.bgr)), inputs=inputs, metadata=metadata)
         _print_summary(swapper, args.output)
         return
     from .video_bench import limiting_stage, stage_table, swap_video_timed
@@ -170,7 +175,7 @@ def _make_swapper(args: argparse.Namespace, detector=None):
                    detector=detector or args.detector,
                    faces=args.faces, reference=args.reference, similarity=args.similarity,
                    identity_encoder=args.identity_encoder, detail=args.detail, chroma=args.chroma,
-                   brightness=args.brightness)
+                   brightness=args.brightness, watermark=not args.no_watermark, watermark_id=args.watermark_id)
 
 
 def _print_summary(swapper, output) -> None:
@@ -198,11 +203,23 @@ def _swap_aligned(args: argparse.Namespace) -> None:
     source, target = read_bgr(args.source), read_bgr(args.target)
     models = load_weights(args.weights) if args.weights else load_starter_weights()
     result = swap_aligned(models, source, target)
-    write_image(args.output, result.image, inputs=inputs)
+    image, metadata = _marked_crop(result.image, args)
+    write_image(args.output, image, inputs=inputs, metadata=metadata)
     print(f"wrote {args.output}")
     if args.mask_out:
         write_image(args.mask_out, result.mask, inputs=inputs)
         print(f"wrote {args.mask_out}")
+
+
+def _marked_crop(crop, args: argparse.Namespace):
+    """An aligned swap (the whole crop is the swapped face) and its metadata, marked unless opted out."""
+    from .watermark import OPT_OUT_WARNING, Watermark
+    from .watermark.metadata import with_note
+
+    if args.no_watermark:
+        warnings.warn(OPT_OUT_WARNING)
+        return crop, None
+    return Watermark(args.watermark_id).mark(crop.copy(), [(0, 0, crop.shape[1], crop.shape[0])]), with_note(None)
 
 
 def _cmd_webcam(args: argparse.Namespace) -> None:
@@ -499,6 +516,24 @@ def _add_swapper_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="fail instead of falling back to the next backend")
     p.add_argument("--detector", default="blazeface", help="blazeface, or the path of an SCRFD .onnx file "
                    "(scrfd alone: the file named by $MFS_FAST_SCRFD_MODEL)")
+    p.add_argument("--no-watermark", action="store_true", help="do not mark outputs as synthetic (no invisible "
+                   "watermark, no provenance metadata); prints a warning. See README, Responsible use")
+    p.add_argument("--watermark-id", type=_watermark_id, default=0, metavar="N",
+                   help="a user id (1..65535) carried in the watermark's payload (default 0: none)")
+
+
+def _watermark_id(text: str) -> int:
+    from .watermark.payload import check_user_id
+
+    return _library_check(check_user_id, int, text)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .watermark.verify import verify_file
+
+    verdict = verify_file(args.file, frames=args.frames)
+    print("\n".join(verdict.lines()))
+    return 0 if verdict.marked else EXIT_NOT_MARKED
 
 
 def _add_encoder_options(p: argparse.ArgumentParser) -> None:
@@ -685,6 +720,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "without mesh points; the config's max_pixel_upscale (default 0: keep all)")
     p.set_defaults(run=_cmd_train)
 
+    p = sub.add_parser("verify", help="is an image or video marked as made by mfs_fast (invisible watermark, "
+                       "metadata)? exit 0: marked, 1: not marked")
+    p.add_argument("file", help="image or video (recognised by content)")
+    p.add_argument("--frames", type=_positive_int, default=12, help="video: how many evenly spaced frames to check")
+    p.set_defaults(run=_cmd_verify)
+
     p = sub.add_parser("doctor", help="which backends, detectors, identity encoders, teachers, eval methods "
                        "and native parts work on this machine")
     p.set_defaults(run=_cmd_doctor)
@@ -704,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = _print_warning
         try:
             with terminate_raises_interrupt():
-                args.run(args)
+                status = args.run(args)
         except Terminated:
             return _fail("stopped by SIGTERM; unfinished outputs were removed", EXIT_TERMINATED)
         except KeyboardInterrupt:
@@ -719,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             return _fail(f"internal error ({type(error).__name__}: {error}); this is a bug: please report it "
                          f"with the traceback that {DEBUG_ENV}=1 prints", EXIT_INTERNAL)
-    return 0
+    return status or 0
 
 
 def _fail(message: str, status: int) -> int:

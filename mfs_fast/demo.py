@@ -60,6 +60,7 @@ def run_demo(output: str | Path, target: str | Path | None = None, weights: str 
     the files written."""
     from .media import read_bgr, write_image
     from .pipeline import Swapper
+    from .watermark.metadata import with_note
 
     chosen = choose_weights(weights)
     source_image = read_bgr(source if source is not None else SOURCE_PHOTO)
@@ -75,7 +76,9 @@ def run_demo(output: str | Path, target: str | Path | None = None, weights: str 
     output = Path(output)
     files = {"source.png": source_image, "target.png": target_image, "swapped.png": result,
              "side_by_side.png": side_by_side(panels)}
-    written = [write_image(output / name, image) for name, image in files.items()]
+    synthetic = with_note(None)  # the provenance note for the files that show the swap
+    written = [write_image(output / name, image, metadata=synthetic if name in ("swapped.png", "side_by_side.png")
+                           else None) for name, image in files.items()]
     print(chosen.note)
     print(f"swapped {len(swapper.last_faces)} face(s) (backend {swapper.backend.name}); "
           f"wrote {', '.join(str(p) for p in written)}")

@@ -21,7 +21,8 @@ from .backends import DEFAULT_BACKEND, Backend, NativeEngine, create_backend
 from .checkpoints import load_weights
 from .errors import ImageError, MfsError, NoFaceError
 from .face import Face, FaceDetector, FaceTracker, align_face, paste_back
-from .face.align import alignment_matrix
+from .face.align import alignment_matrix, invert_affine
+from .face.paste import footprint_box
 from .face.select import FaceSelector, check_policy, check_similarity
 from .face.tracking import check_every
 from .identity.base import IdentityEncoder
@@ -54,7 +55,7 @@ class SwapStats:
     frames_without_face: int = 0
     frames_without_match: int = 0
     faces_swapped: int = 0
-    seconds: dict[str, float] = field(default_factory=lambda: {"detect": 0.0, "idn": 0.0, "paste": 0.0})
+    seconds: dict[str, float] = field(default_factory=lambda: {"detect": 0.0, "idn": 0.0, "paste": 0.0, "mark": 0.0})
 
 
 class Swapper:
@@ -82,8 +83,12 @@ class Swapper:
     colour and exposure); default what the weights were trained for (``models.paste_chroma``,
     ``models.paste_brightness``: 1 for the official weights).
 
-    ``faces``, ``similarity``, ``detail``, ``chroma`` and ``brightness`` are checked before anything is loaded: a bad
-    value is an :class:`MfsError` naming it.
+    ``watermark``: add the invisible mfs_fast watermark to every swapped face region (default;
+    :mod:`mfs_fast.watermark`, ``mfs-fast verify`` finds it), carrying ``watermark_id`` (0..65535,
+    0: none) in its payload; ``False`` leaves outputs unmarked and warns.
+
+    ``faces``, ``similarity``, ``detail``, ``chroma``, ``brightness`` and ``watermark_id`` are
+    checked before anything is loaded: a bad value is an :class:`MfsError` naming it.
     """
 
     def __init__(
@@ -103,8 +108,15 @@ class Swapper:
         detail: float | None = None,
         chroma: float | None = None,
         brightness: float | None = None,
+        watermark: bool = True,
+        watermark_id: int = 0,
     ) -> None:
+        from .watermark import OPT_OUT_WARNING, Watermark
+
         check_policy(faces)
+        self.watermark = Watermark(watermark_id) if watermark else None
+        if not watermark:
+            warnings.warn(OPT_OUT_WARNING, stacklevel=2)
         check_similarity(similarity)
         if detail is not None:
             check_detail(detail)
@@ -240,7 +252,8 @@ class Swapper:
     def swap_video(self, src: str | Path, dst: str | Path, every: int = 5, progress: bool = True,
                    smooth: bool = True, *, pipelined: bool = True, quality: int | None = None,
                    preset: str | None = None) -> VideoStats:
-        """Swap a whole video: same fps and size, audio copied, written atomically.
+        """Swap a whole video: same fps and size, audio copied, written atomically; marked, the
+        container says so too (the provenance note's tags).
 
         ``pipelined`` (default): decoding, face finding (detect/track), swapping and encoding
         overlap in threads with small bounded queues; swapped frames are written into a few
@@ -251,6 +264,7 @@ class Swapper:
         """
         from .media import probe_video, transcode
         from .media.writer import DEFAULT_CRF, DEFAULT_PRESET
+        from .watermark.metadata import VIDEO_TAGS
 
         check_every(every)  # before the video is opened
         info = probe_video(src)
@@ -258,7 +272,8 @@ class Swapper:
         pool = FramePool()
         return transcode(src, dst, self.frame_stages(tracker, pool), progress=progress, info=info,
                          pipelined=pipelined, quality=DEFAULT_CRF if quality is None else quality,
-                         preset=preset or DEFAULT_PRESET, on_written=pool.give)
+                         preset=preset or DEFAULT_PRESET, on_written=pool.give,
+                         tags=VIDEO_TAGS if self.watermark is not None else None)
 
     def frame_stages(self, tracker: FaceTracker, pool: FramePool) -> list[Stage]:
         """Consecutive frames' work as two stages that can overlap (:mod:`mfs_fast.media.stages`):
@@ -296,7 +311,19 @@ class Swapper:
                 index += 1
         self.stats.seconds["paste"] += time.perf_counter() - start
         self.stats.faces_swapped += len(flat)
+        for result, per_frame in zip(results, aligned):
+            self._mark(result, [face.inverse for face in per_frame])
         return results
+
+    def _mark(self, frame: np.ndarray, inverses: list[np.ndarray]) -> None:
+        """The watermark over each swapped face's footprint (the aligned crop warped back: the face
+        and its surroundings), after the paste: the swap itself is what parity tests compare."""
+        if self.watermark is None or not inverses:
+            return
+        start = time.perf_counter()
+        boxes = (footprint_box(inverse, self.size, frame.shape) for inverse in inverses)
+        self.watermark.mark(frame, [box for box in boxes if box is not None])
+        self.stats.seconds["mark"] += time.perf_counter() - start
 
     def _swap_with_core(self, frame: np.ndarray, faces: list[Face], out: np.ndarray | None) -> np.ndarray:
         """One frame through the pipeline core: warp, IDN, mask and paste in one native call."""
@@ -307,6 +334,7 @@ class Swapper:
         result = out if direct else np.empty_like(source)
         matrices = np.array([alignment_matrix(f.landmarks, self.size) for f in faces], np.float32).reshape(-1, 2, 3)
         self.core.swap(source, matrices=matrices, out=result)
+        self._mark(result, [invert_affine(matrix) for matrix in matrices])
         seconds = self.core.seconds()
         self.stats.seconds["idn"] += seconds["warp"] + seconds["idn"]
         self.stats.seconds["paste"] += seconds["copy"] + seconds["mask"] + seconds["detail"] + seconds["paste"]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mfs_fast import native
+from mfs_fast.cli import main
 
 
 def mfs(*args: str) -> subprocess.CompletedProcess:
@@ -31,13 +32,16 @@ def converted(official_dir, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("weights", ["official", "converted"])
 def test_aligned_swap_matches_official_png(weights, official_dir, converted, aligned_pair, official_reference,
                                            tmp_path):
-    """OUT.png within 2/255 of what official image_test.py (merge_result=False) writes."""
+    """OUT.png within 2/255 of what official image_test.py (merge_result=False) writes. The swap
+    itself is compared, so without the watermark (added after it; tests/watermark/ checks it)."""
     _, target, source_png, target_png = aligned_pair
     folder = official_dir if weights == "official" else converted
     out, mask_out = tmp_path / "out.png", tmp_path / "mask.png"
     proc = mfs("swap", "--aligned", "--source", source_png, "--target", target_png, "--weights", folder,
-               "-o", out, "--mask-out", mask_out)
+               "-o", out, "--mask-out", mask_out, "--no-watermark")
     assert proc.returncode == 0, proc.stderr
+    assert "mfs-fast: warning: watermark off" in proc.stderr
+    assert main(["verify", str(out)]) == 1  # opted out: neither mark
     result = cv2.imread(str(out))
     assert result.shape == (224, 224, 3)
     diff = np.abs(result.astype(int) - official_reference["png"].astype(int))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import _astronaut_bgr
+from mfs_fast.cli import main
 from mfs_fast.media import VideoWriter, ffmpeg_exe, probe_video, read_frames
 from sample_media import audio_md5
 
@@ -56,6 +57,8 @@ def test_swap_image(files, official_dir, tmp_path):
     target = cv2.imread(str(files["target"]))
     changed = np.abs(result.astype(int) - target.astype(int)).max(axis=2) > 0
     assert 0.01 < changed.mean() < 0.5  # the face changed, the rest of the photo did not
+    assert main(["verify", str(out)]) == 0  # marked as synthetic (tests/watermark/ checks the details)
+    assert main(["verify", str(files["target"])]) == 1
 
 
 def test_swap_video_keeps_frames_fps_size_and_audio(files, official_dir, tmp_path):
@@ -75,6 +78,7 @@ def test_swap_video_keeps_frames_fps_size_and_audio(files, official_dir, tmp_pat
     assert out_info.has_audio and audio_md5(out) == audio_md5(clip)
     first_in, first_out = next(read_frames(clip)), next(read_frames(out))
     assert np.abs(first_in.astype(int) - first_out.astype(int)).mean() > 1.0
+    assert main(["verify", str(out)]) == 0 and main(["verify", str(clip)]) == 1
 
 
 def test_bench_pipeline_times_both_paths_side_by_side(files, tmp_path):

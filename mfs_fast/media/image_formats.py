@@ -96,6 +96,7 @@ class ImageHeader:
     icc: bytes | None = field(default=None, repr=False)  # ICC profile
     exif: bytes | None = field(default=None, repr=False)  # EXIF as TIFF bytes ("II*\0..." or "MM\0*...")
     notes: tuple[str, ...] = ()  # metadata that could not be used, said as warnings
+    xmp: bytes | None = field(default=None, repr=False)  # XMP packet (PNG iTXt, JPEG APP1)
 
 
 class _Tiff:
@@ -160,7 +161,7 @@ def _tiff_header(data: bytes) -> ImageHeader:
 
 def _png_header(data: bytes) -> ImageHeader:
     """Walk every chunk: critical chunks must have good CRCs and the file must reach IEND."""
-    at, icc, exif, notes = 8, None, None, []
+    at, icc, exif, xmp, notes = 8, None, None, None, []
     width = height = colour = None
     while True:
         if at + 12 > len(data):
@@ -181,12 +182,27 @@ def _png_header(data: bytes) -> ImageHeader:
             icc = _png_icc(body, notes)
         elif kind == b"eXIf" and crc_ok:
             exif = body
+        elif kind == b"iTXt" and crc_ok and body.startswith(_PNG_XMP_KEY):
+            xmp = _png_itxt_text(body)
         elif kind == b"IEND":
-            return ImageHeader("png", width, height, grey=colour in (0, 4), icc=icc, exif=exif, notes=tuple(notes))
+            return ImageHeader("png", width, height, grey=colour in (0, 4), icc=icc, exif=exif, notes=tuple(notes),
+                               xmp=xmp)
         at += 12 + length
 
 
 _MAX_ICC_BYTES = 16 << 20
+_PNG_XMP_KEY = b"XML:com.adobe.xmp\x00"  # the iTXt keyword XMP goes under in PNG
+_JPEG_XMP_KEY = b"http://ns.adobe.com/xap/1.0/\x00"  # the APP1 prefix of XMP in JPEG
+
+
+def _png_itxt_text(body: bytes) -> bytes | None:
+    """The text of an uncompressed iTXt chunk (keyword, 0, flag 0, method, language, 0, key, 0, text)."""
+    keyword_end = body.find(b"\x00")
+    if body[keyword_end + 1:keyword_end + 2] != b"\x00":  # compressed iTXt: not what we write
+        return None
+    language_end = body.find(b"\x00", keyword_end + 3)
+    translated_end = body.find(b"\x00", language_end + 1)
+    return body[translated_end + 1:] if language_end > 0 and translated_end > 0 else None
 
 
 def _png_icc(body: bytes, notes: list[str]) -> bytes | None:
@@ -211,7 +227,7 @@ _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # a marker in entropy-c
 
 def _jpeg_header(data: bytes) -> ImageHeader:
     """Walk the segments: size from the SOF, APP1 Exif and APP2 ICC; the file must reach EOI."""
-    at, width, height, grey, exif, icc_parts = 2, None, None, False, None, {}
+    at, width, height, grey, exif, xmp, icc_parts = 2, None, None, False, None, None, {}
     while True:
         if at + 2 > len(data):
             raise _Corrupt("it ends before the end-of-image marker")
@@ -237,6 +253,8 @@ def _jpeg_header(data: bytes) -> ImageHeader:
             grey = components == 1
         elif marker == 0xE1 and body.startswith(b"Exif\x00\x00") and exif is None:
             exif = body[6:]
+        elif marker == 0xE1 and body.startswith(_JPEG_XMP_KEY) and xmp is None:
+            xmp = body[len(_JPEG_XMP_KEY):]
         elif marker == 0xE2 and body.startswith(b"ICC_PROFILE\x00") and len(body) >= 14:
             icc_parts[body[12]] = body[14:]
         at += 2 + length
@@ -248,7 +266,7 @@ def _jpeg_header(data: bytes) -> ImageHeader:
     if width is None or height is None:
         raise _Corrupt("no frame header (SOF) before the end of the image")
     icc = b"".join(icc_parts[k] for k in sorted(icc_parts)) if icc_parts else None
-    return ImageHeader("jpeg", width, height, grey=grey, icc=icc, exif=exif)
+    return ImageHeader("jpeg", width, height, grey=grey, icc=icc, exif=exif, xmp=xmp)
 
 
 def _bmp_header(data: bytes) -> ImageHeader:
@@ -365,10 +383,12 @@ def _blank_thumbnail(exif: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class ImageMetadata:
-    """Colour profile and camera data to carry from an input to an output."""
+    """Colour profile and camera data to carry from an input to an output, and an XMP packet
+    (the provenance note of :mod:`mfs_fast.watermark.metadata`)."""
 
     icc: bytes | None = None
     exif: bytes | None = None  # TIFF bytes (no "Exif\\0\\0" prefix)
+    xmp: bytes | None = None
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -376,18 +396,24 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def with_metadata(encoded: bytes, fmt: str, metadata: ImageMetadata) -> bytes:
-    """Insert ICC and EXIF into OpenCV's encoded JPEG (after SOI/APP0) or PNG (after IHDR)."""
+    """Insert ICC, EXIF and XMP into OpenCV's encoded JPEG (after SOI/APP0) or PNG (after IHDR)."""
     if fmt == "png":
         extra = b""
         if metadata.icc:
             extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(metadata.icc))
         if metadata.exif:
             extra += _png_chunk(b"eXIf", metadata.exif)
+        if metadata.xmp:
+            # uncompressed, no language, no translated keyword
+            extra += _png_chunk(b"iTXt", _PNG_XMP_KEY + b"\x00\x00\x00\x00" + metadata.xmp)
         end_of_ihdr = 8 + 12 + struct.unpack_from(">I", encoded, 8)[0]
         return encoded[:end_of_ihdr] + extra + encoded[end_of_ihdr:]
     segments = []
     if metadata.exif:
         segments.append(b"\xff\xe1" + struct.pack(">H", 2 + 6 + len(metadata.exif)) + b"Exif\x00\x00" + metadata.exif)
+    if metadata.xmp:
+        segments.append(b"\xff\xe1" + struct.pack(">H", 2 + len(_JPEG_XMP_KEY) + len(metadata.xmp)) + _JPEG_XMP_KEY
+                        + metadata.xmp)
     if metadata.icc:
         parts = [metadata.icc[i:i + 65519] for i in range(0, len(metadata.icc), 65519)]
         for number, part in enumerate(parts, 1):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -181,6 +181,7 @@ class _Header:
     avg_fps: float | None = None
     rotation: int = 0
     audio_codecs: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)  # the container's metadata (title, comment, ...)
     error: str = ""
 
     @property
@@ -189,6 +190,9 @@ class _Header:
 
 
 _STREAM = re.compile(r"^\s*Stream #0:\d+\S*: (Video|Audio): ([\w-]+)(.*)$", re.MULTILINE)
+
+
+_TAG = re.compile(r"^\s{4}(\w+)\s*: (.*)$", re.MULTILINE)
 
 
 def _parse_header(stderr: str) -> _Header:
@@ -213,6 +217,8 @@ def _parse_header(stderr: str) -> _Header:
             header.video_codec = codec
             header.avg_fps = _avg_fps(rest)
     header.audio_codecs = tuple(audio)
+    container_part = re.split(r"^\s*(?:Duration:|Stream #)", section, maxsplit=1, flags=re.MULTILINE)[0]
+    header.tags = dict(_TAG.findall(container_part))
     rotation = re.search(r"rotation of (-?\d+(?:\.\d+)?) degrees", section)
     if rotation:
         header.rotation = round(float(rotation.group(1))) % 360
@@ -224,6 +230,11 @@ def _avg_fps(stream_line: str) -> float | None:
     if not found:
         return None
     return float(found.group(1)) * (1000 if found.group(2) else 1)
+
+
+def probe_tags(path: PathLike) -> dict[str, str]:
+    """The container-level metadata tags of any media file (e.g. ``comment``), as ffmpeg reads them."""
+    return _media_header(path).tags
 
 
 def probe_audio(path: PathLike) -> tuple[str, ...]:

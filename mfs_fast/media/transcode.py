@@ -7,7 +7,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -41,7 +41,8 @@ FrameFn = Callable[[np.ndarray], np.ndarray]
 def transcode(src: PathLike, dst: PathLike, fn: FrameFn | Sequence[Stage], progress: bool = True,
               refresh_every: int | None = None, *, quality: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET,
               info: VideoInfo | None = None, pipelined: bool = True, depth: int = 4,
-              on_written: Callable[[np.ndarray], None] | None = None) -> VideoStats:
+              on_written: Callable[[np.ndarray], None] | None = None,
+              tags: Mapping[str, str] | None = None) -> VideoStats:
     """Write ``fn(frame)`` for every frame of ``src`` to ``dst``: same size, every frame at its time
     in ``src`` (a variable rate stays variable, see :func:`_timeline`), ``src``'s audio kept in sync.
 
@@ -55,6 +56,7 @@ def transcode(src: PathLike, dst: PathLike, fn: FrameFn | Sequence[Stage], progr
     ``src`` is only read. ``progress`` shows a tqdm bar with ETA on stderr, out of the true frame
     count; ``refresh_every`` redraws it every that many frames (None: tqdm's own time-based refresh).
     ``info``: ``probe_video(src)`` when the caller already has it (saves a second ffmpeg run).
+    ``tags``: container metadata for ``dst`` (see :class:`VideoWriter`).
     """
     from tqdm.auto import tqdm
 
@@ -65,7 +67,7 @@ def transcode(src: PathLike, dst: PathLike, fn: FrameFn | Sequence[Stage], progr
     start = time.perf_counter()
     refresh = {"miniters": refresh_every, "mininterval": 0} if refresh_every else {}
     with (VideoWriter(dst, info.width, info.height, info.fps, audio_from=src if info.has_audio else None,
-                      quality=quality, preset=preset, inputs=[src], time_base=tick) as writer,
+                      quality=quality, preset=preset, inputs=[src], time_base=tick, tags=tags) as writer,
           tqdm(total=info.frame_count, unit="frame", disable=not progress, desc=src.name, **refresh) as bar):
 
         def encode(item: tuple[Fraction, np.ndarray]) -> None:

@@ -37,7 +37,7 @@ import tempfile
 import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Callable, Iterable
+from typing import IO, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -66,7 +66,8 @@ class VideoWriter:
     ``dst`` appears complete or not at all: frames go to a hidden temporary in ``dst``'s folder,
     which any error or interrupt (in the ``with`` body, a wrong-size frame, ffmpeg failing)
     removes. ``quality`` is the x264 CRF (0 lossless .. 51; 17 is visually lossless). ``inputs``
-    are further paths ``dst`` must not be (``audio_from`` always is one).
+    are further paths ``dst`` must not be (``audio_from`` always is one). ``tags``: container
+    metadata to write (e.g. ``{"comment": ...}``, the swap's provenance note).
 
     Timing: :meth:`write` takes each frame's time in seconds (default: frame n at n / ``fps``),
     rounded to ``time_base``, the output's tick (default ``1/fps.numerator``, which holds every
@@ -77,7 +78,7 @@ class VideoWriter:
     def __init__(self, dst: PathLike, width: int, height: int, fps: Fraction | int | float | str,
                  audio_from: PathLike | None = None, quality: int = DEFAULT_CRF, *,
                  preset: str = DEFAULT_PRESET, audio_fallback: bool = True, inputs: Iterable[PathLike] = (),
-                 time_base: Fraction | None = None):
+                 time_base: Fraction | None = None, tags: Mapping[str, str] | None = None):
         self.dst = Path(dst)
         self.width, self.height = _positive_size(width, height)
         self.fps = _positive_fps(fps)
@@ -86,6 +87,7 @@ class VideoWriter:
         self.pixel_format = "yuv420p" if self.width % 2 == 0 and self.height % 2 == 0 else "yuv444p"
         self.frames_written = 0
         self.audio_fallback = audio_fallback
+        self._metadata = [arg for key, value in (tags or {}).items() for arg in ("-metadata", f"{key}={value}")]
         self._format = _container_for(self.dst)
         refuse_inputs(self.dst, [*inputs, *([audio_from] if audio_from is not None else [])], VideoError)
         self.audio_from, self._audio_start = self._audio_source(audio_from)
@@ -127,7 +129,7 @@ class VideoWriter:
                 "-f", "matroska", "-i", "pipe:0", "-map", "0:v", "-vf", _TO_BT709, "-fps_mode", "passthrough",
                 "-enc_time_base", f"{tick.numerator}:{tick.denominator}",
                 "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", self.pixel_format,
-                *self._faststart(), "-f", self._format, str(self._video.path)]
+                *self._metadata, *self._faststart(), "-f", self._format, str(self._video.path)]
 
     def _faststart(self) -> list[str]:
         return ["-movflags", "+faststart"] if self._format in ("mp4", "mov") else []
@@ -229,7 +231,7 @@ class VideoWriter:
         return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-copyts",
                 "-i", str(self._video.path), "-itsoffset", f"{-float(self._audio_start):.6f}",
                 "-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a",
-                "-c:v", "copy", "-c:a", audio_codec, *bitrate, *self._faststart(), "-f", self._format,
+                "-c:v", "copy", "-c:a", audio_codec, *bitrate, *self._metadata, *self._faststart(), "-f", self._format,
                 str(self._muxed.path)]
 
     def abort(self) -> None:
