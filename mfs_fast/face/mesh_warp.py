@@ -73,8 +73,7 @@ BROW_MARGIN = 0.1
 LIP_MARGIN = 0.05
 SKIN_DISTANCE = 3.0  # source pixels further than this (Lab, in skin spreads per channel, RMS) are not skin
 SKIN_SPREAD_FLOOR = (4.0, 3.0, 3.0)  # Lab: the least spread a skin channel is taken to have
-INNER_FACE = 0.45  # eye widths: the hull shrunk by this is face whatever its colour (beards, shadows)
-FEATURE_MARGIN = 0.3  # eye widths around the eyes, brows and lips taken as face whatever their colour
+FEATURE_MARGIN = 0.3  # eye widths around the eyes, brows and lips (and their hull) taken as face whatever their colour
 MAX_STRETCH = 2.5  # a triangle stretched more than this (against the face's scale) is left to the target
 
 
@@ -351,28 +350,30 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 
 
 def seen_face(source: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """uint8 0/1 mask of the source crop (RGB float in [0, 1]) that shows its face: the mesh hull
-    where the colour is within SKIN_DISTANCE of the skin's (mean and spread over the inner
-    cheeks and forehead, away from the features), plus the inner face and the features grown
-    by FEATURE_MARGIN eye widths whatever their colour. Hair over a cheek and background
-    inside the hull's edge are left out."""
+    """uint8 0/1 mask of the source crop (RGB float in [0, 1]) that shows its face: the central
+    face (the convex hull of the eyes, brows and lips, grown by FEATURE_MARGIN eye widths) whatever
+    its colour (moustache, make-up, shadows), and elsewhere in the mesh hull the pixels within
+    SKIN_DISTANCE of the skin's colour (median and spread of the central face's skin: hair seldom
+    reaches there). Hair over a cheek and background inside the hull's edge are left out."""
     size = source.shape[0]
     points = np.asarray(points, np.float64)
     width = eye_width(points)
     hull = hull_mask(points, size) > 0
+    polygons = (RIGHT_EYE, LEFT_EYE, RIGHT_BROW, LEFT_BROW, LIPS_OUTER)
     features = np.zeros((size, size), np.uint8)
-    for name, polygon in (("eye", RIGHT_EYE), ("eye", LEFT_EYE), ("brow", RIGHT_BROW), ("brow", LEFT_BROW),
-                          ("lips", LIPS_OUTER)):
+    for polygon in polygons:
         features |= _polygon(points, polygon, size, FEATURE_MARGIN * width)
-    inner_radius = max(1, int(round(INNER_FACE * width)))
-    inner = cv2.erode(hull.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inner_radius + 1,) * 2))
-    skin = (inner > 0) & (features == 0)
+    central_points = points[[i for polygon in polygons for i in polygon]]
+    central = _polygon(central_points, tuple(cv2.convexHull(central_points.astype(np.float32), returnPoints=False)
+                                             .ravel().tolist()), size, FEATURE_MARGIN * width) > 0
+    skin = central & hull & (features == 0)
     if skin.sum() < MIN_REGION:
         return hull.astype(np.uint8)
     lab = cv2.cvtColor(np.asarray(source, np.float32), cv2.COLOR_RGB2Lab)
-    mean, std = lab[skin].mean(axis=0), np.maximum(lab[skin].std(axis=0), SKIN_SPREAD_FLOOR)
-    distance = np.sqrt((((lab - mean) / std) ** 2).mean(axis=-1))
-    face = hull & ((distance < SKIN_DISTANCE) | (inner > 0) | (features > 0))
+    median = np.median(lab[skin], axis=0)
+    spread = np.maximum(1.4826 * np.median(np.abs(lab[skin] - median), axis=0), SKIN_SPREAD_FLOOR)
+    distance = np.sqrt((((lab - median) / spread) ** 2).mean(axis=-1))
+    face = hull & (central | (distance < SKIN_DISTANCE))
     face = cv2.morphologyEx(face.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))  # lone pixels out
     return face
 

@@ -17,7 +17,12 @@ not safe to call from two threads at once: one model object per thread.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -45,6 +50,26 @@ def litert_available() -> bool:
         return False
 
 
+_STDERR_LOCK = threading.Lock()
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 sent to /dev/null for the block. LiteRT's C++ core prints "INFO: Created
+    TensorFlow Lite XNNPACK delegate for CPU." there when an interpreter is made, which would
+    break the CLI's promise of one clear line on stderr; its errors still arrive as exceptions."""
+    with _STDERR_LOCK:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 class LiteRTGraph:
     """A .tflite model run by LiteRT; one interpreter per batch size, made on first use."""
 
@@ -67,12 +92,13 @@ class LiteRTGraph:
     def _interpreter(self, batch: int):
         interpreter = self._interpreters.get(batch)
         if interpreter is None:
-            interpreter = self._interpreter_class(model_path=self.path, num_threads=self.threads)
-            if batch != 1:
-                index = interpreter.get_input_details()[0]["index"]
-                shape = list(interpreter.get_input_details()[0]["shape"])
-                interpreter.resize_tensor_input(index, [batch] + shape[1:])
-            interpreter.allocate_tensors()
+            with _native_stderr_silenced():
+                interpreter = self._interpreter_class(model_path=self.path, num_threads=self.threads)
+                if batch != 1:
+                    index = interpreter.get_input_details()[0]["index"]
+                    shape = list(interpreter.get_input_details()[0]["shape"])
+                    interpreter.resize_tensor_input(index, [batch] + shape[1:])
+                interpreter.allocate_tensors()
             self._interpreters[batch] = interpreter
         return interpreter
 
