@@ -69,3 +69,18 @@ def ffmpeg(*args: object) -> subprocess.CompletedProcess:
 def audio_md5(path: Path) -> str:
     """MD5 of every audio packet, as stored (stream copy: nothing decoded)."""
     return ffmpeg("-i", path, "-map", "0:a", "-c", "copy", "-f", "md5", "-").stdout.strip()
+
+
+def drifting_face_clip(path: Path, width: int, height: int, lefts: list[int], top: int, background: int) -> Path:
+    """An ultrafast H.264 clip of the astronaut's face (260 x 220 px with some hair) over a grey
+    background, its left edge at ``lefts[i]`` in frame i: a moving face any test can swap."""
+    from conftest import _astronaut_bgr
+    from mfs_fast.media import VideoWriter
+
+    face = _astronaut_bgr()[40:300, 140:360]
+    with VideoWriter(path, width, height, 30, preset="ultrafast") as writer:
+        for left in lefts:
+            frame = np.full((height, width, 3), background, np.uint8)
+            frame[top:top + face.shape[0], left:left + face.shape[1]] = face
+            writer.write(frame)
+    return path

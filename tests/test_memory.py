@@ -13,7 +13,7 @@ import pytest
 
 from conftest import _astronaut_bgr
 from mfs_fast import Swapper
-from mfs_fast.media import VideoWriter
+from sample_media import drifting_face_clip
 from mfs_fast.memory import RssSampler, rss_bytes
 
 FRAMES = 150
@@ -22,15 +22,8 @@ WIDTH, HEIGHT = 640, 360
 
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory):
-    face = _astronaut_bgr()[40:300, 140:360]  # the face and some hair, 260x220
-    path = tmp_path_factory.mktemp("long") / "long.mp4"
-    with VideoWriter(path, WIDTH, HEIGHT, 30, preset="ultrafast") as writer:
-        for i in range(FRAMES):
-            frame = np.full((HEIGHT, WIDTH, 3), 60, np.uint8)
-            x = 100 + int(150 * (1 + np.sin(i / 40)))
-            frame[50:310, x:x + 220] = face
-            writer.write(frame)
-    return path
+    lefts = [100 + int(150 * (1 + np.sin(i / 40))) for i in range(FRAMES)]
+    return drifting_face_clip(tmp_path_factory.mktemp("long") / "long.mp4", WIDTH, HEIGHT, lefts, top=50, background=60)
 
 
 def test_rss_is_a_number_of_bytes():

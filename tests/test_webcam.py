@@ -8,7 +8,7 @@ import pytest
 
 from conftest import _astronaut_bgr
 from mfs_fast import Swapper
-from mfs_fast.media import VideoWriter
+from sample_media import drifting_face_clip
 from mfs_fast.webcam import draw_overlay, run_live
 
 FRAMES = 20
@@ -16,14 +16,8 @@ FRAMES = 20
 
 @pytest.fixture(scope="module")
 def face_clip(tmp_path_factory):
-    face = _astronaut_bgr()[40:300, 140:360]
-    path = tmp_path_factory.mktemp("cam") / "cam.mp4"
-    with VideoWriter(path, 480, 320, 30, preset="ultrafast") as writer:
-        for i in range(FRAMES):
-            frame = np.full((320, 480, 3), 50, np.uint8)
-            frame[30:290, 100 + 4 * i:320 + 4 * i] = face
-            writer.write(frame)
-    return path
+    lefts = [100 + 4 * i for i in range(FRAMES)]
+    return drifting_face_clip(tmp_path_factory.mktemp("cam") / "cam.mp4", 480, 320, lefts, top=30, background=50)
 
 
 def test_live_loop_shows_every_frame_with_its_latency(face_clip):
