@@ -209,10 +209,14 @@ def test_reference_selects_only_that_person(encoder, detector):
     group = cv2.imread(str(IMAGES / "group_6faces.jpg"))
     faces = detector.detect(group)
     assert len(faces) == 6
-    for k in (0, 1):  # faces 2 and 3 are within dlib's own same-person distance of each other
+    # Two of the six (the faces at x ~730 and ~870) are within dlib's own same-person distance
+    # of each other (cosine 0.93 > 0.91); the two largest faces are not, whatever order the
+    # detector lists them in.
+    largest = sorted(faces, key=lambda face: -float(np.linalg.norm(face.landmarks[1] - face.landmarks[0])))[:2]
+    for reference in largest:
         selector = FaceSelector("all", encoder=encoder)
-        selector.set_reference(group, faces[k])
-        assert selector.select(group, faces) == [faces[k]]
+        selector.set_reference(group, reference)
+        assert selector.select(group, faces) == [reference]
 
 
 def test_swapper_reference_swaps_only_matching_faces():

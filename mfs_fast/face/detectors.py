@@ -92,10 +92,22 @@ def _moved_box(box: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.nda
     return corners.reshape(4).astype(np.float32)
 
 
+def _eye_midpoint_within(a: np.ndarray, b: np.ndarray, reach: float) -> bool:
+    return float(np.linalg.norm(a[:2].mean(axis=0) - b[:2].mean(axis=0))) < reach
+
+
+def _eye_distance(points: np.ndarray) -> float:
+    return float(np.linalg.norm(points[1] - points[0]))
+
+
 def _same_face(a: np.ndarray, b: np.ndarray) -> bool:
-    """Two landmark sets on one face: mean point distance under a quarter of the eye distance."""
-    eye_distance = max(float(np.linalg.norm(a[1] - a[0])), 1e-6)
-    return float(np.linalg.norm(a - b, axis=1).mean()) < 0.25 * eye_distance
+    """Two landmark sets on one face: eye midpoints within the smaller eye distance.
+
+    Two people's eye midpoints are 2+ eye distances apart. Comparing all five points (as
+    before 2026-12-06) kept a second, wrongly scaled copy of a small face: BlazeFace's coarse
+    whole-frame box around a 24 px face (5x its size) led the mesh to points 1.7x too far
+    apart, whose mean distance to the right ones was just over a quarter eye distance."""
+    return _eye_midpoint_within(a, b, min(_eye_distance(a), _eye_distance(b)))
 
 
 # Full-range BlazeFace finds some faces only 3.4 px between the eyes in its 192 px input, but
@@ -109,10 +121,8 @@ TILE_OVERLAP = 0.25  # faces up to a quarter tile wide are whole in some tile; l
 
 def _on_face(detection: Detection, face: Face) -> bool:
     """A detection of an already known face: its eye midpoint within one eye distance of the
-    face's (two people's eyes are 2+ eye distances apart)."""
-    eyes = detection.keypoints[:2].mean(axis=0)
-    reach = float(np.linalg.norm(face.landmarks[1] - face.landmarks[0]))
-    return float(np.linalg.norm(eyes - face.landmarks[:2].mean(axis=0))) < reach
+    face's (see _same_face)."""
+    return _eye_midpoint_within(detection.keypoints, face.landmarks, _eye_distance(face.landmarks))
 
 
 class BlazeFaceDetector:
