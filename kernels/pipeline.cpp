@@ -498,6 +498,19 @@ void PipelineCore::set_detail(float sigma) {
     detail_ = sigma;
 }
 
+void PipelineCore::set_paste_weights(const float* weights) {
+    std::vector<float> fade = border_fade(S_);
+    if (weights) {
+        for (std::size_t i = 0; i < fade.size(); ++i) {
+            if (!(weights[i] >= 0.0f && weights[i] <= 1.0f))
+                throw std::invalid_argument("paste weights must be within [0, 1]");
+            fade[i] *= weights[i];
+        }
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    fade_ = std::move(fade);
+}
+
 void PipelineCore::set_colour(float chroma, float brightness) {
     if (!(chroma >= 0.0f && chroma <= 1.0f && brightness >= 0.0f && brightness <= 1.0f))
         throw std::invalid_argument("chroma and brightness must be shares from 0 to 1");

@@ -150,6 +150,9 @@ public:
     void set_colour(float chroma, float brightness);
     float chroma() const { return chroma_; }
     float brightness() const { return brightness_; }
+    // Per-pixel weights (S x S, row-major, each in [0, 1]) multiplied into every face's paste
+    // mask: 0 leaves the target's pixels there (mfs_fast.face.paste.target_eyes); nullptr: all 1.
+    void set_paste_weights(const float* weights);
     // Seconds of the last swap: copy, warp, idn, mask, detail, paste.
     const std::array<double, 6>& seconds() const { return seconds_; }
     static std::vector<std::string> stage_names() { return {"copy", "warp", "idn", "mask", "detail", "paste"}; }

@@ -88,7 +88,9 @@ def _share(name: str) -> Callable[[str], float]:
     return convert
 
 
-def _add_colour_options(p: argparse.ArgumentParser, prefix: str) -> None:
+def _add_paste_options(p: argparse.ArgumentParser, prefix: str) -> None:
+    from .face.paste import EYES
+
     p.add_argument("--chroma", type=_share("chroma"), metavar="SHARE",
                    help=f"{prefix}share of the swap's colour change pasted, 0 (the target's skin tone and eye colour) "
                    "to 1 (all, as the official code); default: what the weights were trained for (0 for the starter "
@@ -96,6 +98,9 @@ def _add_colour_options(p: argparse.ArgumentParser, prefix: str) -> None:
     p.add_argument("--brightness", type=_share("brightness"), metavar="SHARE",
                    help=f"{prefix}share of the swap's mean brightness change pasted, 0 (the target's exposure) to 1; "
                    "default: the weights' own (0 starter, 1 official)")
+    p.add_argument("--eyes", choices=EYES, help=f"{prefix}whose eyes the paste shows: target (the target's own: "
+                   "sharp, its colour and gaze) or swap (as the official code); default: the weights' own (target "
+                   "for the starter weights, swap for the official ones)")
 
 
 def _cmd_convert(args: argparse.Namespace) -> None:
@@ -175,7 +180,8 @@ def _make_swapper(args: argparse.Namespace, detector=None):
                    detector=detector or args.detector,
                    faces=args.faces, reference=args.reference, similarity=args.similarity,
                    identity_encoder=args.identity_encoder, detail=args.detail, chroma=args.chroma,
-                   brightness=args.brightness, watermark=not args.no_watermark, watermark_id=args.watermark_id)
+                   brightness=args.brightness, eyes=args.eyes, watermark=not args.no_watermark,
+                   watermark_id=args.watermark_id)
 
 
 def _print_summary(swapper, output) -> None:
@@ -393,7 +399,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
                              random_seed=args.random_weights, frames=args.frames, stride=args.stride,
                              use_mesh=not args.no_mesh, samples=args.samples, detector=args.detector,
                              identity_encoder=args.identity_encoder, detail=args.detail, chroma=args.chroma,
-                             brightness=args.brightness,
+                             brightness=args.brightness, eyes=args.eyes,
                              log=lambda message: print(f"mfs-fast: {message}", file=sys.stderr))
     print(markdown_table(result.metrics))
     print(f"wrote {', '.join(str(p) for p in paths)}")
@@ -509,7 +515,7 @@ def _add_swapper_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detail", type=_detail, metavar="PIXELS", help="keep the target's own detail finer than PIXELS "
                    "aligned-crop pixels (0: paste the whole face, as the official code; default: what the weights "
                    "were trained for, 1.5 for the starter weights, 0 for the official ones)")
-    _add_colour_options(p, "")
+    _add_paste_options(p, "")
     p.add_argument("--every", type=_every, default=5, help="video: run the detector every N frames, track between")
     p.add_argument("--backend", nargs="+", metavar="NAME", help="IDN backend, or an ordered preference list "
                    "(default: the fastest usable here; see `mfs-fast doctor` and `mfs-fast bench`)")
@@ -671,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detail", type=_detail, metavar="PIXELS",
                    help="model method: keep the target's detail finer than PIXELS crop pixels (0: off; default: "
                    "the weights' own)")
-    _add_colour_options(p, "model method: ")
+    _add_paste_options(p, "model method: ")
     p.add_argument("-o", "--output", required=True, help="folder for metrics.json, metrics.md, samples.png")
     p.set_defaults(run=_cmd_eval)
 

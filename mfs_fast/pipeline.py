@@ -22,7 +22,7 @@ from .checkpoints import load_weights
 from .errors import ImageError, MfsError, NoFaceError
 from .face import Face, FaceDetector, FaceTracker, align_face, paste_back
 from .face.align import alignment_matrix, invert_affine
-from .face.paste import footprint_box
+from .face.paste import EYES, footprint_box
 from .face.select import FaceSelector, check_policy, check_similarity
 from .face.tracking import check_every
 from .identity.base import IdentityEncoder
@@ -81,13 +81,15 @@ class Swapper:
     ``chroma``, ``brightness``: shares (0 to 1) of the swap's colour change and mean brightness
     change pasted (:func:`mfs_fast.face.paste.limit_colour`; 0 keeps the target's skin tone, eye
     colour and exposure); default what the weights were trained for (``models.paste_chroma``,
-    ``models.paste_brightness``: 1 for the official weights).
+    ``models.paste_brightness``: 1 for the official weights). ``eyes``: ``"target"`` keeps the
+    target's own eyes, ``"swap"`` pastes the swap's (:func:`mfs_fast.face.paste.target_eyes`);
+    default the weights' (``models.paste_eyes``: ``"swap"`` for the official weights).
 
     ``watermark``: add the invisible mfs_fast watermark to every swapped face region (default;
     :mod:`mfs_fast.watermark`, ``mfs-fast verify`` finds it), carrying ``watermark_id`` (0..65535,
     0: none) in its payload; ``False`` leaves outputs unmarked and warns.
 
-    ``faces``, ``similarity``, ``detail``, ``chroma``, ``brightness`` and ``watermark_id`` are
+    ``faces``, ``similarity``, ``detail``, ``chroma``, ``brightness``, ``eyes`` and ``watermark_id`` are
     checked before anything is loaded: a bad value is an :class:`MfsError` naming it.
     """
 
@@ -108,6 +110,7 @@ class Swapper:
         detail: float | None = None,
         chroma: float | None = None,
         brightness: float | None = None,
+        eyes: str | None = None,
         watermark: bool = True,
         watermark_id: int = 0,
     ) -> None:
@@ -123,6 +126,8 @@ class Swapper:
         for name, share in (("chroma", chroma), ("brightness", brightness)):
             if share is not None:
                 check_share(name, share)
+        if eyes is not None:
+            check_eyes(eyes)
         if similarity is not None and reference is None:
             warnings.warn("similarity has no effect without a reference image", stacklevel=2)
         if weights is None:
@@ -135,6 +140,7 @@ class Swapper:
         self.detail = check_detail(self.models.paste_detail if detail is None else detail)
         self.chroma = check_share("chroma", self.models.paste_chroma if chroma is None else chroma)
         self.brightness = check_share("brightness", self.models.paste_brightness if brightness is None else brightness)
+        self.eyes = check_eyes(self.models.paste_eyes if eyes is None else eyes)
         named = isinstance(backend, (str, list, tuple))
         self.backend: Backend = create_backend(backend, self.models, strict=strict) if named else backend
         if isinstance(detector, str):
@@ -168,7 +174,7 @@ class Swapper:
             from .backends.pipeline_core import PipelineCore
 
             return PipelineCore(self.backend, self.size, detail=self.detail, chroma=self.chroma,
-                                brightness=self.brightness)
+                                brightness=self.brightness, eyes=self.eyes)
         if wanted:
             raise MfsError(f"the pipeline core cannot be used: {reason}")
         return None
@@ -307,7 +313,8 @@ class Swapper:
         for result, per_frame in zip(results, aligned):
             for face in per_frame:
                 paste_back(result, batch_item_to_bgr255(swapped[index]), masks[index, 0], face.inverse, out=result,
-                           crop=face.crop, detail=self.detail, chroma=self.chroma, brightness=self.brightness)
+                           crop=face.crop, detail=self.detail, chroma=self.chroma, brightness=self.brightness,
+                           eyes=self.eyes)
                 index += 1
         self.stats.seconds["paste"] += time.perf_counter() - start
         self.stats.faces_swapped += len(flat)
@@ -365,6 +372,13 @@ def check_share(name: str, share: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise MfsError(f"{name} must be a share from 0 (the target's) to 1 (the swap's), got {share!r}")
     return value
+
+
+def check_eyes(eyes: str) -> str:
+    """``eyes``: whose eyes the paste shows, "swap" or "target" (:data:`mfs_fast.face.paste.EYES`)."""
+    if eyes not in EYES:
+        raise MfsError(f"eyes must be one of {', '.join(EYES)} (target: keep the target's own eyes), got {eyes!r}")
+    return eyes
 
 
 def _check_out(out: np.ndarray, frame: np.ndarray) -> None:

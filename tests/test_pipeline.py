@@ -258,4 +258,11 @@ def test_detail_defaults_to_what_the_weights_were_trained_for(official_models, d
     assert Swapper(astronaut, coloured, detector=detector, chroma=1, brightness=1).chroma == 1.0
     kept = swapper.swap(astronaut)
     assert (kept != astronaut).sum() > 10_000  # still a swap
+    assert swapper.eyes == "swap"  # eyes: the swap's (official) unless the weights say otherwise
+    target_eyes = dataclasses.replace(official_models, paste_eyes="target")
+    keeping = Swapper(astronaut, target_eyes, detector=detector)
+    assert keeping.eyes == "target" and (keeping.core is None or keeping.core.eyes == "target")
+    assert Swapper(astronaut, target_eyes, detector=detector, eyes="swap").eyes == "swap"
+    with pytest.raises(MfsError, match="eyes must be one of swap, target"):
+        Swapper(astronaut, official_models, detector=detector, eyes="source")
 

@@ -512,16 +512,21 @@ def test_limit_colour_in_training_is_the_paste_the_swapper_makes():
 
 def test_keep_target_detail_trains_and_the_export_records_it(tmp_path, photo_folder):
     path = _write_config(tmp_path, data=[photo_folder], steps=2, lambda_gan=0.0, keep_target_detail=1.5,
-                         paste_chroma=0.0, paste_brightness=0.5)
+                         paste_chroma=0.0, paste_brightness=0.5, paste_eyes="target")
     trainer = StudentTrainer(load_config(path))
+    assert trainer.paste_weights is not None and float(trainer.paste_weights.min()) == pytest.approx(0.0, abs=1e-3)
     trainer.train_step()
     folder = trainer.export(tmp_path / "exported")
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert (manifest["paste_detail"], manifest["paste_chroma"], manifest["paste_brightness"]) == (1.5, 0.0, 0.5)
+    assert (manifest["paste_detail"], manifest["paste_chroma"], manifest["paste_brightness"],
+            manifest["paste_eyes"]) == (1.5, 0.0, 0.5, "target")
     from mfs_fast.checkpoints import load_weights
 
     loaded = load_weights(folder)
-    assert (loaded.paste_detail, loaded.paste_chroma, loaded.paste_brightness) == (1.5, 0.0, 0.5)
+    assert (loaded.paste_detail, loaded.paste_chroma, loaded.paste_brightness, loaded.paste_eyes) == (1.5, 0.0, 0.5,
+                                                                                                        "target")
+    with pytest.raises(MfsError, match="paste_eyes"):
+        load_config(_write_config(tmp_path, data=[photo_folder], paste_eyes="source"))
     with pytest.raises(MfsError, match="paste_chroma"):
         load_config(_write_config(tmp_path, data=[photo_folder], paste_chroma=2.0))
     with pytest.raises(MfsError, match="keep_target_detail"):

@@ -155,3 +155,20 @@ def test_paste_colour_shares_travel_in_the_manifest(tmp_path, models):
             (folder / MANIFEST).write_text(json.dumps({**manifest, key: bad}))
             with pytest.raises(CheckpointError, match=key):
                 load_weights(folder)
+
+
+def test_paste_eyes_travels_in_the_manifest(tmp_path, models):
+    """Weights meant to be pasted with the target's eyes say so; "swap" (the official paste) is
+    not written; a damaged value is refused by name."""
+    import dataclasses
+
+    plain = save_weights(models, tmp_path / "plain")
+    assert "paste_eyes" not in json.loads((plain / MANIFEST).read_text())
+    assert load_weights(plain).paste_eyes == "swap"
+    folder = save_weights(dataclasses.replace(models, paste_eyes="target"), tmp_path / "eyes")
+    assert load_weights(folder).paste_eyes == "target"
+    manifest = json.loads((folder / MANIFEST).read_text())
+    for bad in ["source", 1, None, True]:
+        (folder / MANIFEST).write_text(json.dumps({**manifest, "paste_eyes": bad}))
+        with pytest.raises(CheckpointError, match="paste_eyes"):
+            load_weights(folder)

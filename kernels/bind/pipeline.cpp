@@ -195,6 +195,15 @@ public:
     void set_detail(float sigma) { core_->set_detail(sigma); }
     py::tuple colour() const { return py::make_tuple(core_->chroma(), core_->brightness()); }
     void set_colour(float chroma, float brightness) { core_->set_colour(chroma, brightness); }
+    void set_paste_weights(const py::object& weights) {
+        if (weights.is_none()) return core_->set_paste_weights(nullptr);
+        const py::ssize_t S = core_->size();
+        auto w = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(weights);
+        if (!w || w.ndim() != 2 || w.shape(0) != S || w.shape(1) != S)
+            throw std::invalid_argument("weights must be a float array of shape (" + std::to_string(S) + ", " +
+                                        std::to_string(S) + ")");
+        core_->set_paste_weights(w.data());
+    }
 
 private:
     py::object engine_obj_;  // keeps the FusedIDN (and its engine) alive
@@ -237,6 +246,9 @@ void bind_pipeline(py::module_& m) {
         .def("set_colour", &PyPipelineCore::set_colour, py::arg("chroma"), py::arg("brightness"),
              "Paste only these shares (0 to 1) of the change's colour and mean brightness\n"
              "(mfs_fast.face.paste.limit_colour; both 1: the change as it is)")
+        .def("set_paste_weights", &PyPipelineCore::set_paste_weights, py::arg("weights"),
+             "Per-pixel weights (size, size) in [0, 1] multiplied into every face's paste mask (0: the\n"
+             "target's pixels stay, e.g. mfs_fast.face.paste.target_eyes); None: all 1 (the official paste)")
         .def_property_readonly("size", &PyPipelineCore::size)
         .def_property_readonly("isa", &PyPipelineCore::isa)
         .def_property_readonly("engine", &PyPipelineCore::engine);

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..face.paste import paste_weights
 from ..models import FaceSwapModels, IdentityWeights
 from ..native import require_native
 from .base import NativeEngine
@@ -31,13 +32,14 @@ class PipelineCore:
     ``idn``: the backend to run on (shared; a :class:`NativeEngine`, e.g. :class:`FusedIDN`), or
     :class:`FaceSwapModels` to make a :class:`FusedIDN`. ``size``: the aligned crop side (a multiple
     of 32). ``threads``: default the backend's. ``isa``: the warp/blend kernels, "auto" (the
-    backend's kernel set), "avx2" or "scalar". ``detail``, ``chroma``, ``brightness``: as
+    backend's kernel set), "avx2" or "scalar". ``detail``, ``chroma``, ``brightness``, ``eyes``: as
     :func:`mfs_fast.face.paste_back`'s.
     Raises :class:`mfs_fast.NativeUnavailableError` when the C++ extension is not built.
     """
 
     def __init__(self, idn: NativeEngine | FaceSwapModels, size: int = 224, threads: int | None = None,
-                 isa: str = "auto", detail: float = 0.0, chroma: float = 1.0, brightness: float = 1.0) -> None:
+                 isa: str = "auto", detail: float = 0.0, chroma: float = 1.0, brightness: float = 1.0,
+                 eyes: str = "swap") -> None:
         native = require_native()
         if isinstance(idn, FaceSwapModels):
             idn = FusedIDN(idn, threads=threads, isa=isa)
@@ -51,6 +53,18 @@ class PipelineCore:
         self._core = native.PipelineCore(idn.native_engine(self.size), isa)
         self.detail = detail
         self._core.set_colour(float(chroma), float(brightness))
+        self.eyes = eyes
+
+    @property
+    def eyes(self) -> str:
+        """Whose eyes the paste shows: "swap" (the official paste) or "target" (see
+        :func:`mfs_fast.face.paste.target_eyes`)."""
+        return self._eyes
+
+    @eyes.setter
+    def eyes(self, choice: str) -> None:
+        self._core.set_paste_weights(paste_weights(self.size, choice))
+        self._eyes = choice
 
     @property
     def detail(self) -> float:

@@ -25,6 +25,7 @@ from ..errors import CheckpointError
 from ..identity.dlib_adapter import IDENTITY_KIND as DLIB_KIND, DlibAdaptedIdentity
 from ..identity.irse import IRSEResNet
 from ..models import IDN, IIN, FaceSwapModels
+from ..face.paste import EYES
 from ..models.bundle import MAX_PASTE_DETAIL
 
 MANIFEST = "manifest.json"
@@ -78,6 +79,8 @@ def save_weights(models: FaceSwapModels, folder: str | Path, provenance: dict | 
     for key in ("paste_chroma", "paste_brightness"):
         if getattr(models, key) != 1.0:
             manifest[key] = float(getattr(models, key))
+    if models.paste_eyes != "swap":
+        manifest["paste_eyes"] = models.paste_eyes
     return _write_folder(Path(folder), stored, manifest, max_file_bytes)
 
 
@@ -203,7 +206,16 @@ def load_weights_dir(folder: str | Path) -> FaceSwapModels:
     models.paste_detail = _paste_detail(manifest, folder / MANIFEST)
     models.paste_chroma, models.paste_brightness = (_paste_share(manifest, key, folder / MANIFEST)
                                                     for key in ("paste_chroma", "paste_brightness"))
+    models.paste_eyes = _paste_eyes(manifest, folder / MANIFEST)
     return models.eval()
+
+
+def _paste_eyes(manifest: dict, path: Path) -> str:
+    value = manifest.get("paste_eyes", "swap")
+    if value not in EYES:
+        raise CheckpointError(f"{path} is damaged: paste_eyes must be one of {', '.join(EYES)}, got {value!r}; "
+                              "write the folder again")
+    return value
 
 
 def _paste_detail(manifest: dict, path: Path) -> float:

@@ -184,7 +184,7 @@ EVAL_METHODS: Registry[Method] = Registry("eval method")
 
 @EVAL_METHODS.register("model", note="our Swapper: --weights DIR or --random-weights SEED")
 def _model_method(detector: FaceDetector, *, weights: str | None = None, random_seed: int | None = None,
-                  every: int = 5, paste: dict[str, float] | None = None) -> ModelMethod:
+                  every: int = 5, paste: dict[str, float | str] | None = None) -> ModelMethod:
     if (weights is None) == (random_seed is None):
         raise MfsError("the model method needs exactly one of --weights DIR or --random-weights SEED")
     if weights is not None:
@@ -215,9 +215,9 @@ METHODS = tuple(EVAL_METHODS.names())
 
 
 def create_methods(names: list[str], detector: FaceDetector, *, weights: str | None = None,
-                   random_seed: int | None = None, every: int = 5, paste: dict[str, float] | None = None) -> list[Method]:
+                   random_seed: int | None = None, every: int = 5, paste: dict[str, float | str] | None = None) -> list[Method]:
     """Methods by name; ``model`` needs ``weights`` (a folder) or ``random_seed``; ``paste``: its
-    Swapper's paste options (detail, chroma, brightness; unset: the weights' own).
+    Swapper's paste options (detail, chroma, brightness, eyes; unset: the weights' own).
     Every name is checked before any method is built."""
     for name in names:
         EVAL_METHODS.require(name)

@@ -30,6 +30,8 @@ class FaceSwapModels:
     # brightness=); train config paste_chroma / paste_brightness); 1 (all) for the official ones
     paste_chroma: float = 1.0
     paste_brightness: float = 1.0
+    # whose eyes the paste shows (Swapper(eyes=); mfs_fast.face.paste.EYES): "swap" for the official ones
+    paste_eyes: str = "swap"
 
     @classmethod
     def random(cls, seed: int = 0) -> "FaceSwapModels":

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MfsError
+from ..face.paste import EYES
 from .teacher import TEACHERS
 
 KINDS = ("student", "quality")
@@ -64,6 +65,7 @@ class TrainConfig:
     keep_target_detail: float = 0.0  # losses see the result with the target's band finer than this (crop px), as Swapper(detail=) pastes it (0: off)
     paste_chroma: float = 1.0  # ... and with only this share of the change's colour, as Swapper(chroma=) pastes it (1: all)
     paste_brightness: float = 1.0  # ... and of its mean brightness over the mask, as Swapper(brightness=) (1: all)
+    paste_eyes: str = "swap"  # ... and with the target's own eyes where "target", as Swapper(eyes=) pastes them
     second_identity: str = ""  # a second identity net in the loss ("faceres"); eval keeps another one out
     lambda_id_second: float = 0.0  # its 1 - cos(source, result) weight
     gan_start: int = 0  # step at which the adversarial loss starts
@@ -134,6 +136,8 @@ class TrainConfig:
             raise MfsError("config: detail_sigma must be > 0 and keep_target_detail >= 0")
         if not (0 <= self.paste_chroma <= 1 and 0 <= self.paste_brightness <= 1):
             raise MfsError("config: paste_chroma and paste_brightness must be within [0, 1]")
+        if self.paste_eyes not in EYES:
+            raise MfsError(f"config: paste_eyes must be one of {', '.join(EYES)}, got {self.paste_eyes!r}")
         if self.colour_sigma <= 0 or self.colour_lightness < 0 or self.colour_margin < 0:
             raise MfsError("config: colour_sigma must be > 0, colour_lightness and colour_margin >= 0")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ..atomic import atomic_path
+from ..face.paste import paste_weights
 from ..errors import MfsError
 from ..identity.dlib_adapter import DLIB_MAP
 from ..preprocess import nhwc_to_nchw, to_unit, unit_chw_to_bgr
@@ -122,6 +123,8 @@ class StudentTrainer:
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator, betas=(0.5, 0.999))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.teacher = create_teacher(config.teacher, self.cache.mean_points())
+        weights = paste_weights(config.size, config.paste_eyes)  # the target's eyes, as Swapper(eyes=) pastes them
+        self.paste_weights = None if weights is None else torch.from_numpy(weights.copy()).to(self.device)
         self.quality = None
         if config.quality_model:
             from .quality import load_quality_model
@@ -222,6 +225,7 @@ class StudentTrainer:
         self.student.paste_detail = self.config.keep_target_detail
         self.student.paste_chroma = self.config.paste_chroma
         self.student.paste_brightness = self.config.paste_brightness
+        self.student.paste_eyes = self.config.paste_eyes
         save_weights(self.student, folder, provenance=provenance, storage=self.config.export_storage)
         return folder
 
@@ -274,9 +278,11 @@ class StudentTrainer:
                     teacher_out.append(taught.to(device))
                     teacher_rows.append(rows + sum(len(t) for t in targets[:-1]))
             result, mask, target = torch.cat(results), torch.cat(masks), torch.cat(targets)
-            if config.keep_target_detail or config.paste_chroma < 1 or config.paste_brightness < 1:
-                # train what the Swapper will show: the target's fine detail (and colour) kept
-                result = with_target_detail(result.float(), target.float(), mask.float(), config.keep_target_detail,
+            if config.keep_target_detail or config.paste_chroma < 1 or config.paste_brightness < 1 \
+                    or self.paste_weights is not None:
+                # train what the Swapper will show: the target's fine detail (and colour, and eyes) kept
+                paste_mask = mask.float() if self.paste_weights is None else mask.float() * self.paste_weights
+                result = with_target_detail(result.float(), target.float(), paste_mask, config.keep_target_detail,
                                             config.paste_chroma, config.paste_brightness)
             face_mask, recon = torch.cat(face_masks), torch.cat(recon).float()
             pixel = torch.cat(pixel).float()  # pixel losses only where the target is sharp enough

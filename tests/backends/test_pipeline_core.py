@@ -17,7 +17,7 @@ import pytest
 
 from mfs_fast import MfsError, Swapper, native
 from mfs_fast.face import align_face
-from mfs_fast.face.align import alignment_matrix, invert_affine
+from mfs_fast.face.align import alignment_matrix, invert_affine, template
 from mfs_fast.face.detectors import create_detector
 from mfs_fast.face.paste import blend_mask, footprint_box, paste_back
 
@@ -65,7 +65,7 @@ def python_path(swapper: Swapper, frame: np.ndarray) -> np.ndarray:
 
 
 def python_reference(swapper: Swapper, frame: np.ndarray, landmarks: np.ndarray, detail: float = 0.0,
-                     chroma: float = 1.0, brightness: float = 1.0) -> np.ndarray:
+                     chroma: float = 1.0, brightness: float = 1.0, eyes: str = "swap") -> np.ndarray:
     """align_face + the backend's IDN + paste_back, face after face (the Python pipeline)."""
     aligned = [align_face(frame, lm, swapper.size) for lm in landmarks]
     batch = np.stack([a.crop for a in aligned])[..., ::-1].astype(np.float32) * np.float32(1.0 / 255.0)
@@ -74,7 +74,7 @@ def python_reference(swapper: Swapper, frame: np.ndarray, landmarks: np.ndarray,
     for i, a in enumerate(aligned):
         bgr = faces[i].transpose(1, 2, 0)[..., ::-1] * np.float32(255.0)
         paste_back(result, bgr, masks[i, 0], a.inverse, out=result, crop=a.crop, detail=detail, chroma=chroma,
-                   brightness=brightness)
+                   brightness=brightness, eyes=eyes)
     return result
 
 
@@ -226,6 +226,41 @@ def test_colour_limited_paste_matches_python(official_models, astronaut, landmar
     assert_within_one_level(core.swap(frame.copy(), faces), full)
     with pytest.raises(ValueError, match="chroma and brightness"):
         core.set_colour(1.5, 0.0)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("detail, chroma", [(0.0, 1.0), (1.5, 0.0)])
+def test_target_eyes_paste_matches_python(official_models, astronaut, landmarks, isa, detail, chroma):
+    """eyes="target": the core leaves each face's eyes to the frame, as paste_back(eyes=) does,
+    on the official blend and on the change path; back to "swap", the official paste again."""
+    from mfs_fast.backends.fused import FusedIDN
+    from mfs_fast.backends.pipeline_core import PipelineCore
+
+    core = PipelineCore(FusedIDN(official_models, threads=2, isa=isa), detail=detail, chroma=chroma, eyes="target")
+    assert core.eyes == "target"
+    swapper = Swapper(astronaut, official_models, backend=core.idn, detector=create_detector("blazeface"),
+                      detail=detail, chroma=chroma, eyes="target")
+    assert swapper.core.eyes == "target"
+    h, w = astronaut.shape[:2]
+    frame = np.ascontiguousarray(np.tile(astronaut, (1, 2, 1)))
+    faces = np.stack([landmarks, landmarks + np.float32((w, 0))])
+    got = core.swap(frame.copy(), faces)
+    assert_within_one_level(got, python_reference(swapper, frame, faces, detail, chroma, eyes="target"))
+    for lm in faces:  # the frame's own pixels at the eyes (the template's, mapped back: what the paste keeps)
+        inverse = invert_affine(alignment_matrix(lm, swapper.size))
+        for x, y in template(swapper.size)[:2] @ inverse[:, :2].T + inverse[:, 2]:
+            window = (slice(int(y) - 1, int(y) + 2), slice(int(x) - 1, int(x) + 2))
+            assert np.abs(got[window].astype(int) - frame[window]).max() <= 2
+    official = python_reference(swapper, frame, faces, detail, chroma)
+    assert np.abs(got.astype(int) - official).max() > 20
+    core.eyes = "swap"
+    assert_within_one_level(core.swap(frame.copy(), faces), official)
+    with pytest.raises(ValueError, match="eyes"):
+        core.eyes = "source"
+    with pytest.raises(ValueError, match="weights must be a float array of shape"):
+        core._core.set_paste_weights(np.ones((3, 3), np.float32))
+    with pytest.raises(ValueError, match="within"):
+        core._core.set_paste_weights(np.full((224, 224), 2.0, np.float32))
 
 
 # ------------------------------------------------------------------------------ in place / out

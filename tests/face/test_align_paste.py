@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mfs_fast.face import align_face, alignment_matrix, blend_mask, paste_back, template
-from mfs_fast.face.paste import LUMA_BGR, footprint_box, limit_colour
+from mfs_fast.face.paste import EYES, LUMA_BGR, footprint_box, limit_colour, paste_weights, target_eyes
 
 
 def random_similarity(rng, scale=(0.8, 2.5), x=(100, 500), y=(100, 300)) -> np.ndarray:
@@ -167,8 +167,13 @@ def test_colour_limited_paste_keeps_the_frames_colour(scene):
     centre = (slice(cy - 8, cy + 8), slice(cx - 8, cx + 8))
 
     def shift(**options) -> np.ndarray:
-        pasted = paste_back(frame, face, full_mask, aligned.inverse, crop=aligned.crop, **options)
-        return (pasted[centre].astype(float) - frame[centre]).reshape(-1, 3).mean(axis=0)
+        """The tint's mean shift, net of pasting the untinted crop (the noise frame's resampling
+        through the crop and back moves a 16 x 16 mean by up to ~2 levels in the full paste)."""
+        def mean(pasted_face: np.ndarray) -> np.ndarray:
+            pasted = paste_back(frame, pasted_face, full_mask, aligned.inverse, crop=aligned.crop, **options)
+            return pasted[centre].astype(float).reshape(-1, 3).mean(axis=0)
+
+        return mean(face) - mean(aligned.crop.astype(np.float32))
 
     np.testing.assert_allclose(shift(), [-20, -20, 30], atol=1.5)
     luma = float(np.float32([-20, -20, 30]) @ LUMA_BGR)
@@ -176,3 +181,40 @@ def test_colour_limited_paste_keeps_the_frames_colour(scene):
     np.testing.assert_allclose(shift(chroma=0.0, brightness=0.0), [0, 0, 0], atol=1.0)
     with pytest.raises(ValueError, match="crop"):
         paste_back(frame, face, full_mask, aligned.inverse, chroma=0.0)
+
+
+def test_target_eyes_cover_the_template_eyes_and_nothing_else():
+    """The weights are 1 at both template eye points, fall to 0 within ~a third of the eye
+    distance sideways and a sixth up and down (the brows, nose and cheeks stay the swap's)."""
+    for size in (224, 256):
+        eyes, points = target_eyes(size), template(size)
+        distance = float(np.linalg.norm(points[1] - points[0]))
+        for x, y in points[:2]:
+            assert eyes[int(round(y)), int(round(x))] == pytest.approx(1.0, abs=1e-3)
+            assert eyes[int(round(y)), int(round(x + 0.45 * distance))] < 0.01
+            assert eyes[int(round(y - 0.3 * distance)), int(round(x))] < 0.01  # the brow
+        assert eyes[int(points[2][1]), int(points[2][0])] == 0.0  # the nose tip
+        assert not eyes.flags.writeable
+    np.testing.assert_array_equal(paste_weights(224, "target"), 1.0 - target_eyes(224))
+    assert paste_weights(224, "swap") is None and EYES == ("swap", "target")
+    with pytest.raises(ValueError, match="eyes"):
+        paste_weights(224, "source")
+
+
+def test_target_eyes_paste_keeps_the_frames_eyes(scene):
+    """eyes="target": the frame's own pixels at the eyes (whatever the face there), the swap's
+    at the nose; the same in the change path (detail, chroma)."""
+    frame, aligned, _, _ = scene
+    face = np.full((224, 224, 3), 30, np.float32)
+    full_mask = np.ones((224, 224), np.float32)
+    eye_points = apply(aligned.inverse, template(224))
+    for options in ({}, {"crop": aligned.crop, "detail": 1.5, "chroma": 0.0}):
+        official = paste_back(frame, face, full_mask, aligned.inverse, **options)
+        kept = paste_back(frame, face, full_mask, aligned.inverse, eyes="target", **options)
+        for x, y in eye_points[:2]:
+            window = (slice(int(y) - 1, int(y) + 2), slice(int(x) - 1, int(x) + 2))
+            assert np.abs(kept[window].astype(int) - frame[window]).max() <= 1
+            assert np.abs(official[window].astype(int) - frame[window]).max() > 20
+        x, y = eye_points[2]
+        nose = (slice(int(y) - 1, int(y) + 2), slice(int(x) - 1, int(x) + 2))
+        np.testing.assert_array_equal(kept[nose], official[nose])
