@@ -166,7 +166,7 @@ class Driver:
 
     def _split_points(self, item: Item, info: VideoInfo) -> list[tuple[int, Fraction]]:
         if self.segment_seconds <= 0 or info.frame_count is None or info.frame_count < 2 * self.segment_seconds * info.fps:
-            return []
+            return []  # what plan() would say, without reading the packets
         try:
             return segments.plan(info, segments.keyframes(item.input), self.segment_seconds)
         except MfsError:
