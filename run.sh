@@ -121,11 +121,19 @@ ensure_venv() {
     echo "$stamp" > "$VENV/.installed"
 }
 
+# Ray, for the tests of `mfs-fast batch --engine ray` (an optional extra for users: mfs_fast[ray];
+# core Ray only, no torch, so no CUDA build is pulled in).
+ensure_test_python_packages() {
+    "$PY" -c "import ray" 2>/dev/null && return
+    step "pip install 'ray>=2.9' (tests only: the batch command's Ray engine on a local cluster)" \
+        "$PY" -m pip install "ray>=2.9"
+}
+
 job="${1:-demo}"
 shift || true
 case "$job" in
     demo | bench | bench-gate) ensure_venv ;;
-    test | setup) ensure_venv; ensure_test_system_packages; ensure_human_models ;;
+    test | setup) ensure_venv; ensure_test_system_packages; ensure_test_python_packages; ensure_human_models ;;
 esac
 case "$job" in
     setup) ;;

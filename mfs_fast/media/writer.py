@@ -208,31 +208,9 @@ class VideoWriter:
     def _with_audio(self) -> PendingFile:
         """Mux encoded video + ``audio_from``'s audio (copied; AAC fallback) into a new temporary."""
         self._muxed = PendingFile(self.dst, "mux", VideoError)
-        proc = _run(self._mux_args("copy"), timeout=3600)
-        if proc.returncode == 0:
-            return self._muxed
-        if not re.search(r"not currently supported in container|Could not find tag for codec", proc.stderr):
-            raise VideoError(f"cannot add the audio of {self.audio_from} to {self.dst}: {_tail(proc.stderr)}")
-        codecs = ", ".join(probe_audio(self.audio_from))
-        if not self.audio_fallback:
-            raise VideoError(f"a {self.dst.suffix} file cannot hold the audio codec(s) {codecs} of {self.audio_from} "
-                             f"unchanged; write .mkv instead, or allow re-encoding (audio_fallback=True)")
-        warnings.warn(f"{self.dst.suffix} cannot hold audio codec(s) {codecs} of {self.audio_from}: "
-                      f"re-encoding the audio to AAC 192 kb/s (write .mkv to keep it unchanged)", stacklevel=3)
-        proc = _run(self._mux_args("aac"), timeout=3600)
-        if proc.returncode != 0:
-            raise VideoError(f"cannot re-encode the audio of {self.audio_from} for {self.dst}: {_tail(proc.stderr)}")
+        mux(["-i", str(self._video.path)], self._muxed.path, self._format, self.audio_from, self._audio_start,
+            dst_name=self.dst, metadata=self._metadata, audio_fallback=self.audio_fallback)
         return self._muxed
-
-    def _mux_args(self, audio_codec: str) -> list[str]:
-        """Both inputs keep their timestamps (``-copyts``); the audio's are counted from its file's
-        start, like the video's (``-itsoffset``), so what was in sync stays in sync."""
-        bitrate = ["-b:a", "192k"] if audio_codec != "copy" else []
-        return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-copyts",
-                "-i", str(self._video.path), "-itsoffset", f"{-float(self._audio_start):.6f}",
-                "-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a",
-                "-c:v", "copy", "-c:a", audio_codec, *bitrate, *self._metadata, *self._faststart(), "-f", self._format,
-                str(self._muxed.path)]
 
     def abort(self) -> None:
         """Stop ffmpeg and remove every temporary; ``dst`` is left as it was. Never raises for a
@@ -264,6 +242,41 @@ class VideoWriter:
             self.abort()
         elif self._proc is not None:
             self.close()
+
+
+def mux(video_input: list[str], out: Path, fmt: str, audio_from: Path | None, audio_start: Fraction = Fraction(0), *,
+        dst_name: PathLike, metadata: list[str] = (), audio_fallback: bool = True) -> None:
+    """Copy the video of the ffmpeg input ``video_input`` (e.g. ``["-i", file]``, or a concat list)
+    into ``out`` (format ``fmt``), with every audio stream of ``audio_from`` when given: copied, or
+    AAC with a warning where the container cannot hold the codec (``audio_fallback=False``: a
+    VideoError naming a container that can). Both keep their timestamps (``-copyts``); the audio's
+    are counted from its file's start (``-itsoffset``), like the video's, so what was in sync stays
+    in sync. ``metadata``: ``-metadata`` arguments; ``dst_name``: the final file, for messages."""
+    def args(audio_codec: str) -> list[str]:
+        audio = [] if audio_from is None else ["-itsoffset", f"{-float(audio_start):.6f}", "-i", str(audio_from)]
+        maps = ["-map", "0:v:0"] + ([] if audio_from is None else ["-map", "1:a", "-c:a", audio_codec])
+        bitrate = ["-b:a", "192k"] if audio_codec != "copy" else []
+        faststart = ["-movflags", "+faststart"] if fmt in ("mp4", "mov") else []
+        return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-copyts", *video_input,
+                *audio, *maps, "-c:v", "copy", *bitrate, *metadata, *faststart, "-f", fmt, str(out)]
+
+    proc = _run(args("copy"), timeout=3600)
+    if proc.returncode == 0:
+        return
+    if audio_from is None or not re.search(r"not currently supported in container|Could not find tag for codec",
+                                           proc.stderr):
+        what = f"add the audio of {audio_from} to" if audio_from is not None else "write the video of"
+        raise VideoError(f"cannot {what} {dst_name}: {_tail(proc.stderr)}")
+    suffix = Path(dst_name).suffix
+    codecs = ", ".join(probe_audio(audio_from))
+    if not audio_fallback:
+        raise VideoError(f"a {suffix} file cannot hold the audio codec(s) {codecs} of {audio_from} "
+                         f"unchanged; write .mkv instead, or allow re-encoding (audio_fallback=True)")
+    warnings.warn(f"{suffix} cannot hold audio codec(s) {codecs} of {audio_from}: "
+                  f"re-encoding the audio to AAC 192 kb/s (write .mkv to keep it unchanged)", stacklevel=4)
+    proc = _run(args("aac"), timeout=3600)
+    if proc.returncode != 0:
+        raise VideoError(f"cannot re-encode the audio of {audio_from} for {dst_name}: {_tail(proc.stderr)}")
 
 
 _FINEST_TICK = Fraction(1, 1_000_000_000)  # the frames reach ffmpeg with nanosecond times
