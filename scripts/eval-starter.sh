@@ -9,6 +9,7 @@
 #   IDENTITY=faceres scripts/eval-starter.sh ...    (retrieval scored by faceres or mobileface, not dlib)
 #   DETAIL=0 scripts/eval-starter.sh ...    (paste the whole face: the model alone, without the target's detail)
 #   CHROMA=1 BRIGHTNESS=1 scripts/eval-starter.sh ...    (paste the swap's own colour and brightness too)
+#   EYES=target scripts/eval-starter.sh ...               (keep the target's own eyes: Swapper(eyes="target"))
 set -euo pipefail
 cd "$(dirname "$0")/.."
 weights="${1:-mfs_fast/weights/starter}"
@@ -30,4 +31,4 @@ targets+=("$data/videos/liveportrait__assets_examples_driving_d3.mp4" "$data/vid
 exec .venv/bin/mfs-fast eval --sources "${sources[@]}" --targets "${targets[@]}" --weights "$weights" \
     --methods ${METHODS:-model target paste-source mesh-warp} --identity-encoder "${IDENTITY:-dlib}" \
     --frames 6 --stride 10 ${DETAIL:+--detail "$DETAIL"} ${CHROMA:+--chroma "$CHROMA"} \
-    ${BRIGHTNESS:+--brightness "$BRIGHTNESS"} -o "$out"
+    ${BRIGHTNESS:+--brightness "$BRIGHTNESS"} ${EYES:+--eyes "$EYES"} -o "$out"

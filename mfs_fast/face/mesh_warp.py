@@ -17,7 +17,9 @@ raster, then every pixel's affine map in one float32 pass). The warped face is t
    over (the far side of a turned target's face) and source pixels that are not face (hair
    across a cheek, background beyond the jaw: far from the source's skin colour, outside its
    inner face and features) are left to the target, which the warp would otherwise smear into
-   dark streaks over the target's cheek;
+   dark streaks over the target's cheek; likewise the target's own non-face pixels (its hair
+   across the forehead or a cheek) stay the target's, instead of being painted over with the
+   source's skin;
 4. given back the target's eye openings and mouth interior (inside the lid margins and the
    inner lip line of the target's mesh: nothing where they are closed), which a 2D warp cannot
    produce: it stretches a closed source mouth over an open target one, and its eyes look
@@ -28,7 +30,7 @@ and colour from the target. It needs no learned weights, which makes it the trai
 (:mod:`mfs_fast.train.warp_teacher`) and an evaluation baseline (``mfs-fast eval --methods
 mesh-warp``). ``blend="feather"``, ``regions=False`` and ``keep_openings=False`` give the first
 version's plain feather, whole-face colour match and warped interiors, ``keep_unseen=True``
-every covered pixel whatever the source shows there (for comparison).
+every covered pixel whatever the source or the target shows there (for comparison).
 """
 
 from __future__ import annotations
@@ -390,11 +392,12 @@ def mesh_warp_swap(source: np.ndarray, target: np.ndarray, source_points: np.nda
     target = np.asarray(target, np.float32)
     map_x, map_y, covered = warp_maps(source_points, target_points, triangles, size)
     warped = cv2.remap(np.asarray(source, np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    if not keep_unseen:  # folded or streaking triangles and non-face source pixels, where they reach the edge
+    if not keep_unseen:  # folded or streaking triangles, non-face source or target pixels, where they reach the edge
         good = unfolded_triangles(source_points, target_points, triangles)
         seen = seen_face(np.asarray(source, np.float32), source_points).astype(np.float32)
         trusted = covered & np.append(good, False)[_triangle_index(target_points, triangles, size)]
         trusted &= cv2.remap(seen, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) > 0.5
+        trusted &= seen_face(target, target_points) > 0
         covered &= fill_holes(trusted)
     face = cv2.erode(covered.astype(np.uint8), np.ones((ERODE, ERODE), np.uint8))
     if regions:

@@ -378,3 +378,19 @@ def test_source_hair_over_a_cheek_is_not_warped_onto_the_target(cache):
     assert onto.sum() > 50
     darkening = lambda out: float((target - out).mean(axis=-1)[onto].mean())  # noqa: E731
     assert darkening(old) > 0.15 and abs(darkening(new)) < 0.05
+
+
+def test_target_hair_over_a_cheek_stays_the_targets(cache):
+    """Hair across the target's cheek is not its face (seen_face), so the swap leaves it as it
+    is instead of painting the source's skin over it; keep_unseen=True (the old teacher) paints
+    the skin there."""
+    source, source_points = _crop(cache, 0)
+    target, target_points = _crop(cache, 1)
+    haired, band = _hair_over_cheek(target, target_points)
+    triangles = triangulate(source_points)
+    new = mesh_warp_swap(source, haired, source_points, target_points, triangles)
+    old = mesh_warp_swap(source, haired, source_points, target_points, triangles, keep_unseen=True)
+    inner = cv2.erode(band.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0  # away from the band's soft edges
+    assert inner.sum() > 50
+    changed = lambda out: float((np.abs(out - haired).mean(axis=-1)[inner] > 0.1).mean())  # noqa: E731
+    assert changed(old) > 0.8 and changed(new) < 0.2  # the rest: the band's part inside the central face's margin
