@@ -82,10 +82,18 @@ def target_eyes(size: int) -> np.ndarray:
 
 
 def paste_weights(size: int, eyes: str) -> np.ndarray | None:
-    """Per-pixel weights of the swap in the paste mask (None: all 1, the official paste)."""
+    """Per-pixel weights of the swap in the paste mask (None: all 1, the official paste);
+    read-only and made once per size (the Python paste asks for them for every face)."""
     if eyes not in EYES:
         raise ValueError(f"eyes must be one of {EYES}, got {eyes!r}")
-    return None if eyes == "swap" else 1.0 - target_eyes(size)
+    return None if eyes == "swap" else _swap_outside_the_eyes(size)
+
+
+@lru_cache(maxsize=4)
+def _swap_outside_the_eyes(size: int) -> np.ndarray:
+    weights = 1.0 - target_eyes(size)
+    weights.setflags(write=False)
+    return weights
 
 
 LUMA_BGR = np.array([0.114, 0.587, 0.299], np.float32)  # BT.601 luminance weights, BGR order
