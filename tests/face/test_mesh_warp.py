@@ -295,20 +295,48 @@ def test_multiband_blend_takes_each_side_where_the_mask_says():
     assert np.allclose(multiband_blend(front, back, np.zeros((64, 64), np.float32)), back, atol=1e-5)
 
 
-def test_swap_costs_under_25_ms_per_pair(cache):
-    """CPU time of one 224 swap (median of 9 after a warm-up): the teacher runs in every
-    training step (the first version: ~19 ms on the 2-core dev VM; v4, which also tests the
-    target's skin: ~17 ms, ~25 ms before seen_face skipped the central face)."""
+def _reference_workload(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    """A fixed mix of the operations the teacher is made of (remap, blur, colour conversion,
+    elementwise arithmetic, a partition), timed beside it so the cost check is a ratio that holds
+    on a slower or busier machine."""
+    out = image
+    for _ in range(10):
+        out = cv2.remap(out, map_x, map_y, cv2.INTER_LINEAR)
+        out = cv2.GaussianBlur(out, (5, 5), 0)
+        lab = cv2.cvtColor(out, cv2.COLOR_RGB2Lab)
+        out = np.clip(out * 0.9 + 0.05 * lab[..., :1] / 100.0, 0.0, 1.0)
+        np.partition(out[..., 0].ravel(), 1000)
+    return out
+
+
+def test_swap_costs_at_most_2_3_reference_workloads(cache):
+    """CPU time of one 224 swap against a fixed reference workload, interleaved, one OpenCV
+    thread (median of 9 after a warm-up): the teacher runs in every training step. Measured
+    ratio 1.5-1.65 on the 2-core dev VM, quiet or beside a busy matmul (~17 ms a pair); the
+    bound catches a 1.4x slowdown (v4 before seen_face skipped the central face was 1.5x)."""
     source, source_points = _crop(cache, 0)
     target, points = _crop(cache, 1)
     triangles = triangulate(cache.mean_points())
-    times = []
-    for k in range(10):
-        moved = points + (k % 3) * 0.25  # another target mesh each time: no index raster from the cache
-        started = time.process_time()
-        mesh_warp_swap(source, target, source_points, moved, triangles)
-        times.append(time.process_time() - started)
-    assert np.median(times[1:]) < 0.025
+    rng = np.random.default_rng()
+    image = rng.random((224, 224, 3), dtype=np.float32)
+    grid = np.arange(224, dtype=np.float32)
+    map_x = grid[None, :] + rng.random((224, 224), dtype=np.float32)
+    map_y = grid[:, None] + rng.random((224, 224), dtype=np.float32)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        swaps, references = [], []
+        for k in range(10):
+            moved = points + (k % 3) * 0.25  # another target mesh each time: no index raster from the cache
+            started = time.process_time()
+            mesh_warp_swap(source, target, source_points, moved, triangles)
+            swaps.append(time.process_time() - started)
+            started = time.process_time()
+            _reference_workload(image, map_x, map_y)
+            references.append(time.process_time() - started)
+    finally:
+        cv2.setNumThreads(threads)
+    assert np.median(swaps[1:]) < 2.3 * np.median(references[1:])
 
 
 # ---------------------------------------------------------------- v3: only what the source shows of its face
