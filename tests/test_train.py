@@ -454,16 +454,18 @@ def test_prefetched_steps_draw_the_same_data_as_a_serial_loop(tmp_path, photo_fo
 
 def test_detail_loss_low_band_distillation_and_second_identity_train(tmp_path, photo_folder, unnamed_folder):
     """The stage-5 losses run end to end: detail, low-band distillation from the mesh-warp
-    teacher and (when its model files are installed) faceres in the identity loss."""
+    teacher and (when its model files are installed) faceres in the identity loss; with them
+    stage 10's geometry loss on the cross pairs."""
     from mfs_fast.identity.tfjs_encoders import tfjs_encoder_available
 
     second = {"second_identity": "faceres", "lambda_id_second": 3.0} if tfjs_encoder_available("faceres") else {}
     path = _write_config(tmp_path, data=[unnamed_folder], steps=2, lambda_gan=0.0, lambda_detail=80.0,
                          same_image_share=0.0, same_identity_share=0.0,
-                         distill_lowpass=True, teacher={"kind": "mesh-warp"}, sample_every=0, **second)
+                         distill_lowpass=True, teacher={"kind": "mesh-warp"}, sample_every=0, lambda_geometry=20.0,
+                         **second)
     trainer = StudentTrainer(load_config(path))
     values = trainer.train_step().values
-    assert values["detail"] > 0 and "distill_rec" in values
+    assert values["detail"] > 0 and "distill_rec" in values and values["geometry"] > 0
     assert ("id2" in values) == bool(second)
     with pytest.raises(MfsError, match="second_identity"):
         load_config(_write_config(tmp_path, data=[photo_folder], second_identity="vgg"))

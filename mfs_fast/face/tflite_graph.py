@@ -410,8 +410,10 @@ def _fuse(ops: list[_Op], graph_outputs: set[int]) -> list[_Op]:
     return result
 
 
-def load_tflite_graph(path: str | Path) -> TFLiteGraph:
-    """Parse `path` and build its graph (eval mode, no gradients, weights prepacked)."""
+def load_tflite_graph(path: str | Path, prepacked: bool = True) -> TFLiteGraph:
+    """Parse `path` and build its graph (eval mode, no gradients to its weights). ``prepacked``:
+    3x3 and depthwise weights reordered for oneDNN's fused inference op (fastest); False keeps
+    every convolution on F.conv2d, whose gradient reaches the input (a loss through the model)."""
     try:
         import tflite  # flatbuffer bindings only; TensorFlow is never imported
     except ImportError as exc:  # pragma: no cover - a hard requirement of this module
@@ -460,6 +462,8 @@ def load_tflite_graph(path: str | Path) -> TFLiteGraph:
                for k in range(graph.OutputsLength())]
     ops = _fuse(ops, {index for index, _, _ in outputs})
     module = TFLiteGraph(ops, input_index, tensors[input_index].shape, outputs).eval().requires_grad_(False)
+    if not prepacked:
+        return module
     with torch.inference_mode():
         for op in ops:
             if isinstance(op, _Conv):

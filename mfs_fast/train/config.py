@@ -55,6 +55,7 @@ class TrainConfig:
     lambda_gan: float = 1.0
     lambda_kernel: float = 0.0  # keeps the predicted depthwise kernels at unit gain (see losses.kernel_gain_loss)
     lambda_attr: float = 1.0  # weak attribute loss (low-level identity-net maps vs the target)
+    lambda_geometry: float = 0.0  # nose, mouth, lids and eye centres where the target's are, by the face mesh (see train/geometry.py)
     lambda_detail: float = 0.0  # high-pass band of the result vs the target's, inside the face (see losses.detail_loss)
     detail_sigma: float = 1.5  # the Gaussian that splits low from high band (crop pixels)
     distill_lowpass: bool = False  # distillation L1 on the low band only (the high band is the target's)

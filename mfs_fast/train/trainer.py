@@ -125,6 +125,11 @@ class StudentTrainer:
         self.teacher = create_teacher(config.teacher, self.cache.mean_points())
         weights = paste_weights(config.size, config.paste_eyes)  # the target's eyes, as Swapper(eyes=) pastes them
         self.paste_weights = None if weights is None else torch.from_numpy(weights.copy()).to(self.device)
+        self.geometry = None
+        if config.lambda_geometry:
+            from .geometry import MeshGeometryLoss
+
+            self.geometry = MeshGeometryLoss().to(self.device)
         self.quality = None
         if config.quality_model:
             from .quality import load_quality_model
@@ -300,6 +305,10 @@ class StudentTrainer:
             total = (config.lambda_id * losses["id"] + config.lambda_rec * losses["rec"]
                      + config.lambda_per * losses["per"] + config.lambda_attr * losses["attr"]
                      + config.lambda_mask * losses["mask"])
+            if self.geometry is not None:  # pose and expression: where the features sit, on cross pairs
+                target_points = torch.cat([group.target_points for group in groups]).to(device)
+                losses["geometry"] = masked_mean(self.geometry(result.float(), target.float(), target_points), cross)
+                total = total + config.lambda_geometry * losses["geometry"]
             if self.second_encoder is not None:
                 with torch.no_grad():
                     second_source = self.second_encoder.embed(sources).embedding
