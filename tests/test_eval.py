@@ -167,3 +167,32 @@ def test_cli_eval_errors_are_clear(tmp_path, capsys):
     assert main(["eval", "--sources", str(blank), "--targets", str(image), "--methods", "target",
                  "-o", str(tmp_path / "o")]) == 2
     assert "no face found in source" in capsys.readouterr().err
+
+
+def test_keypoint_pose_recovers_a_projected_generic_face():
+    """BlazeFace's four points (eyes, nose tip, mouth centre) on the generic face give its pose."""
+    from mfs_fast.eval.pose import FACE_MODEL_3D, KEYPOINT_MODEL_3D
+
+    rng = np.random.default_rng()
+    angles = rng.uniform([-25, -15, -15], [25, 15, 15])
+    five = project(rotation_from_angles(*angles), [30.0, -20.0, 650.0], 640, 480)
+    four = np.vstack([five[:3], five[3:].mean(axis=0)])  # the mouth centre is on the corners' line at this scale
+    assert np.abs(head_pose(four, (480, 640), KEYPOINT_MODEL_3D) - angles).max() < 3.0
+    assert len(KEYPOINT_MODEL_3D) == 4 and np.allclose(KEYPOINT_MODEL_3D[:3], FACE_MODEL_3D[:3])
+
+
+def test_both_poses_follow_an_in_plane_rotation(detector):
+    """The measurer's two poses, mesh landmarks and BlazeFace keypoints, both read a 15 degree roll."""
+    from mfs_fast.eval.expression import ExpressionMeter
+    from mfs_fast.eval.measure import FaceMeasurer
+    from mfs_fast.face.blazeface import BlazeFace
+    from mfs_fast.identity import create_identity_encoder
+
+    measurer = FaceMeasurer(detector, create_identity_encoder("dlib"), ExpressionMeter(False), BlazeFace())
+    image = _astronaut_bgr()
+    h, w = image.shape[:2]
+    rotated = cv2.warpAffine(image, cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), 15.0, 1.0), (w, h),
+                             borderMode=cv2.BORDER_REPLICATE)
+    base, turned = (measurer.measure(x, measurer.detect(x)[:1])[0] for x in (image, rotated))
+    assert abs((turned.pose[2] - base.pose[2]) + 15.0) < 3.0
+    assert abs((turned.keypoint_pose[2] - base.keypoint_pose[2]) + 15.0) < 3.0

@@ -1,5 +1,8 @@
 """What is measured on one face: identity embedding, pooled dlib features, pose, expression.
 
+Pose is read twice: from the 5 landmarks (mesh-derived) and from BlazeFace's keypoints, a
+network the training never sees, so a student trained against the mesh cannot please both.
+
 A swapped face is measured where a detector finds it ON THE RESULT image (so a swap that
 moves or loses the face is seen as such); when no result face overlaps the target face, the
 target's landmarks are used and the face is counted as not re-detected.
@@ -12,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..face import Face, FaceDetector
+from ..face.blazeface import BlazeFace
 from ..face.tracking import box_iou
 from ..identity import IdentityEncoder
 from .expression import Expression, ExpressionMeter
-from .pose import head_pose
+from .pose import KEYPOINT_MODEL_3D, head_pose
 
 POOLED_MAP = "256x2x2"  # dlib's last map; its spatial mean is the 256-d vector the descriptor projects
 MIN_IOU = 0.3
@@ -31,13 +35,28 @@ class FaceMeasure:
     pose: np.ndarray  # (yaw, pitch, roll) degrees
     expression: Expression
     detected: bool = True  # False: the result face was not found, the target's landmarks were used
+    keypoint_pose: np.ndarray | None = None  # (yaw, pitch, roll) from BlazeFace's keypoints; NaN where it saw no face
 
 
 class FaceMeasurer:
-    """Detector + identity encoder + expression meter, run on all faces of an image at once."""
+    """Detector + identity encoder + expression meter (+ BlazeFace for the second pose), run on
+    all faces of an image at once."""
 
-    def __init__(self, detector: FaceDetector, encoder: IdentityEncoder, expression: ExpressionMeter) -> None:
+    def __init__(self, detector: FaceDetector, encoder: IdentityEncoder, expression: ExpressionMeter,
+                 keypoints: BlazeFace | None = None) -> None:
         self.detector, self.encoder, self.expression = detector, encoder, expression
+        self.keypoints = keypoints
+
+    def keypoint_poses(self, image: np.ndarray, faces: list[Face]) -> list[np.ndarray]:
+        """Each face's pose from the BlazeFace detection overlapping it most (NaN: none, or no BlazeFace)."""
+        found = self.keypoints.detect(image) if self.keypoints is not None else []
+        poses = []
+        for face in faces:
+            overlaps = [box_iou(face.box, d.box) for d in found]
+            best = int(np.argmax(overlaps)) if overlaps else -1
+            poses.append(head_pose(found[best].keypoints[:4], image.shape, KEYPOINT_MODEL_3D)
+                         if best >= 0 and overlaps[best] >= MIN_IOU else np.full(3, np.nan))
+        return poses
 
     def measure(self, image: np.ndarray, faces: list[Face], detected: list[bool] | None = None) -> list[FaceMeasure]:
         """Measure these faces of ``image``."""
@@ -49,8 +68,9 @@ class FaceMeasurer:
         embeddings = features.embedding.double().numpy()
         expressions = self.expression.measure(image, [f.box for f in faces], landmarks)
         flags = detected if detected is not None else [True] * len(faces)
-        return [FaceMeasure(f, e, p, head_pose(f.landmarks, image.shape), x, d)
-                for f, e, p, x, d in zip(faces, embeddings, pooled, expressions, flags)]
+        return [FaceMeasure(f, e, p, head_pose(f.landmarks, image.shape), x, d, k)
+                for f, e, p, x, d, k in zip(faces, embeddings, pooled, expressions, flags,
+                                            self.keypoint_poses(image, faces))]
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces of an image, largest first (the order the runner numbers them in)."""

@@ -43,6 +43,7 @@ class FaceScore:
     result_landmarks: np.ndarray
     target_landmarks: np.ndarray
     look: Appearance  # sharpness ratio and colour shifts against the target
+    pose_error_keypoints: float = float("nan")  # degrees, the same from BlazeFace's keypoints (NaN: not both seen)
 
 
 def score_face(method: str, source: int, target: str, frame: int, face: int, result: FaceMeasure,
@@ -53,7 +54,14 @@ def score_face(method: str, source: int, target: str, frame: int, face: int, res
     return FaceScore(method, source, target, frame, face, result.detected, float(to_sources[source]),
                      float(sources[source] @ reference.embedding), int(np.argmax(to_sources)) == source,
                      pose_difference(result.pose, reference.pose), mesh, five, result.pooled,
-                     reference.pooled, result.face.landmarks, reference.face.landmarks, look)
+                     reference.pooled, result.face.landmarks, reference.face.landmarks, look,
+                     pose_error_keypoints=_keypoint_pose_error(result, reference))
+
+
+def _keypoint_pose_error(result: FaceMeasure, reference: FaceMeasure) -> float:
+    if result.keypoint_pose is None or reference.keypoint_pose is None:
+        return float("nan")
+    return pose_difference(result.keypoint_pose, reference.keypoint_pose)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -77,6 +85,7 @@ def aggregate(scores: list[FaceScore], n_sources: int, fd: bool = True) -> dict:
         "id_similarity_target": target_similarity,
         "id_gain": similarity - target_similarity if similarity is not None and target_similarity is not None else None,
         "pose_error_deg": _mean([s.pose_error for s in scores]),
+        "pose_error_keypoints_deg": _mean([s.pose_error_keypoints for s in scores]),
         "expression_error": _mean([s.expression_error for s in scores]),
         "expression_mesh_faces": sum(bool(np.isfinite(s.expression_error)) for s in scores),
         "expression_error_5pt": _mean([s.expression_error_5pt for s in scores]),

@@ -36,6 +36,10 @@ FACE_MODEL_3D = np.array(
     dtype=np.float64,
 )
 EYE_DISTANCE_MM = 63.0
+# BlazeFace's first four keypoints (eyes, nose tip, mouth centre) on the same generic face, the
+# mouth centre midway between the corners: a pose read by another network than the mesh the
+# five landmarks come from (the training's geometry loss uses that mesh).
+KEYPOINT_MODEL_3D = np.vstack([FACE_MODEL_3D[:3], FACE_MODEL_3D[3:].mean(axis=0)])
 
 
 def camera_matrix(width: int, height: int) -> np.ndarray:
@@ -69,13 +73,14 @@ def project(rotation: np.ndarray, translation: np.ndarray, width: int, height: i
     return points.reshape(5, 2)
 
 
-def head_pose(landmarks: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
-    """(yaw, pitch, roll) in degrees of a face with these 5 landmarks in an image of this shape.
+def head_pose(landmarks: np.ndarray, image_shape: tuple[int, ...], model: np.ndarray = FACE_MODEL_3D) -> np.ndarray:
+    """(yaw, pitch, roll) in degrees of a face with these landmarks (the 5, or BlazeFace's first
+    4 with ``model=KEYPOINT_MODEL_3D``; eyes then nose tip first) in an image of this shape.
 
     Iterative PnP (Levenberg-Marquardt) seeded with a frontal pose at the distance the eye
     spacing implies; a face too close to degenerate (points on a line) gives NaNs.
     """
-    points = np.asarray(landmarks, np.float64).reshape(5, 2)
+    points = np.asarray(landmarks, np.float64).reshape(len(model), 2)
     height, width = image_shape[:2]
     camera = camera_matrix(width, height)
     eye_px = float(np.linalg.norm(points[1] - points[0]))
@@ -87,7 +92,7 @@ def head_pose(landmarks: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray
     # the roll seed from the eye line keeps the fit in the right basin for tilted faces
     roll0 = np.degrees(np.arctan2(points[1, 1] - points[0, 1], points[1, 0] - points[0, 0]))
     rvec, _ = cv2.Rodrigues(rotation_from_angles(0.0, 0.0, roll0))
-    ok, rvec, tvec = cv2.solvePnP(FACE_MODEL_3D, points, camera, None, rvec=rvec, tvec=tvec,
+    ok, rvec, tvec = cv2.solvePnP(np.asarray(model, np.float64), points, camera, None, rvec=rvec, tvec=tvec,
                                   useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
     if not ok:
         return np.full(3, np.nan)

@@ -25,6 +25,7 @@ COLUMNS = (
     ("id_similarity", "ID cos to source", "{:.3f}"),
     ("id_gain", "ID gain", "{:+.3f}"),
     ("pose_error_deg", "pose err (deg)", "{:.2f}"),
+    ("pose_error_keypoints_deg", "pose err, BlazeFace (deg)", "{:.2f}"),
     ("expression_error", "expr err (mesh)", "{:.4f}"),
     ("expression_error_5pt", "expr err (5pt)", "{:.4f}"),
     ("fd_dlib", "FD-dlib", "{:.4f}"),

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import MfsError, NoFaceError
 from ..face import FaceDetector
+from ..face.blazeface import BlazeFace
 from ..identity import IdentityEncoder
 from ..media import media_kind, probe_video, read_bgr, read_frames
 from .appearance import appearance
@@ -100,7 +101,7 @@ def evaluate(sources: Sequence[str | Path], targets: Sequence[str | Path], metho
     """Run and measure every method on every (source, target) pair; see the module docstring."""
     log = log or (lambda message: None)
     started = time.perf_counter()
-    measurer = FaceMeasurer(detector, encoder, ExpressionMeter(use_mesh))
+    measurer = FaceMeasurer(detector, encoder, ExpressionMeter(use_mesh), BlazeFace())
     loaded = load_sources(sources, detector)
     source_embeddings = np.stack([measurer.measure(s.image, [s.face])[0].embedding for s in loaded])
     scores: list[FaceScore] = []
@@ -178,7 +179,8 @@ def _report(scores: list[FaceScore], clips: dict[str, list[dict]], sources: list
             "identity_encoder": "dlib (face-recognition ResNet port), embed_faces at landmarks detected on the result",
             "retrieval": "nearest source by cosine among all sources of the run, top-1",
             "pose": "yaw/pitch/roll from the 5 landmarks by PnP on a generic 3D face (mfs_fast.eval.pose); "
-                    "error = L2 of the angle difference, degrees",
+                    "error = L2 of the angle difference, degrees; pose_error_keypoints_deg: the same from "
+                    "BlazeFace's eyes, nose tip and mouth centre (a network training does not use)",
             "expression": "mesh: mouth opening, mouth width, eye opening / eye distance; "
                           "5pt: mouth width / eye distance; mean absolute difference to the target",
             "appearance": "at the target's landmarks: sharpness ratio = Laplacian variance of the result's inner "
