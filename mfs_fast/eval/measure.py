@@ -50,13 +50,9 @@ class FaceMeasurer:
     def keypoint_poses(self, image: np.ndarray, faces: list[Face]) -> list[np.ndarray]:
         """Each face's pose from the BlazeFace detection overlapping it most (NaN: none, or no BlazeFace)."""
         found = self.keypoints.detect(image) if self.keypoints is not None else []
-        poses = []
-        for face in faces:
-            overlaps = [box_iou(face.box, d.box) for d in found]
-            best = int(np.argmax(overlaps)) if overlaps else -1
-            poses.append(head_pose(found[best].keypoints[:4], image.shape, KEYPOINT_MODEL_3D)
-                         if best >= 0 and overlaps[best] >= MIN_IOU else np.full(3, np.nan))
-        return poses
+        matches = (_best_overlap(face.box, [d.box for d in found]) for face in faces)
+        return [head_pose(found[i].keypoints[:4], image.shape, KEYPOINT_MODEL_3D) if i is not None
+                else np.full(3, np.nan) for i in matches]
 
     def measure(self, image: np.ndarray, faces: list[Face], detected: list[bool] | None = None) -> list[FaceMeasure]:
         """Measure these faces of ``image``."""
@@ -82,9 +78,14 @@ class FaceMeasurer:
         found = self.detector.detect(result)
         chosen, detected = [], []
         for target in targets:
-            overlaps = [box_iou(target.box, f.box) for f in found]
-            best = int(np.argmax(overlaps)) if overlaps else -1
-            ok = best >= 0 and overlaps[best] >= MIN_IOU
-            chosen.append(found[best] if ok else target)
-            detected.append(ok)
+            best = _best_overlap(target.box, [f.box for f in found])
+            chosen.append(found[best] if best is not None else target)
+            detected.append(best is not None)
         return self.measure(result, chosen, detected)
+
+
+def _best_overlap(box: np.ndarray, boxes: list[np.ndarray]) -> int | None:
+    """Index of the box overlapping ``box`` most, if by at least MIN_IOU."""
+    overlaps = [box_iou(box, other) for other in boxes]
+    best = int(np.argmax(overlaps)) if overlaps else -1
+    return best if best >= 0 and overlaps[best] >= MIN_IOU else None
