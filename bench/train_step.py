@@ -25,6 +25,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default="/tmp/mfs_train_step")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
+                        help="mixed precision where the hardware has it (bf16 on CPUs with AVX512-BF16/AMX; "
+                             "checkouts before precision.py ignore it on CPU)")
+    parser.add_argument("--teacher-partners", type=int, default=0,
+                        help="teacher_partners (checkouts before teacher_cache.py: leave at 0); the teacher's swap "
+                             "cache then lives in --work and warms over the warm-up steps")
     parser.add_argument("--data", default=str(SHARED), help="a folder of face photos (default: the shared test photos)")
     args = parser.parse_args()
     from mfs_fast.train import StudentTrainer
@@ -34,8 +40,9 @@ def main() -> None:
     config = TrainConfig(data=[args.data], output=str(work / "run"), cache=str(work / "cache"), steps=10**6,
                          sources_per_step=4, targets_per_source=2, same_image_share=0.2, same_identity_share=0.1,
                          teacher={"kind": "mesh-warp"}, lambda_id=30.0, lambda_attr=0.0, mask_face_weight=1.0,
-                         lambda_kernel=1.0, lambda_gan=0.0, threads=args.threads, sample_every=0,
-                         checkpoint_every=0, log_every=10**6).check()
+                         lambda_kernel=1.0, lambda_gan=0.0, amp=args.amp, threads=args.threads, sample_every=0,
+                         checkpoint_every=0, log_every=10**6,
+                         **({"teacher_partners": args.teacher_partners} if args.teacher_partners else {})).check()
     trainer = StudentTrainer(config)
     for _ in range(args.warmup):
         trainer.train_step()
@@ -45,8 +52,10 @@ def main() -> None:
         trainer.train_step()
         times.append(time.perf_counter() - start)
     times.sort()
+    cached = getattr(trainer, "group_teacher", None)
+    hits = {"teacher_hits": cached.hits, "teacher_misses": cached.misses} if hasattr(cached, "hits") else {}
     print(json.dumps({"s_per_step_median": round(times[len(times) // 2], 4), "s_per_step_mean": round(sum(times) / len(times), 4),
-                      "steps": args.steps, "threads": args.threads, "torch": torch.__version__}))
+                      "steps": args.steps, "threads": args.threads, "amp": args.amp, **hits, "torch": torch.__version__}))
 
 
 if __name__ == "__main__":

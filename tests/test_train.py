@@ -160,6 +160,8 @@ def test_smoke_run_learns_checkpoints_resume_and_export(tmp_path, photo_folder):
 
     resumed = StudentTrainer(load_config(path, {"steps": 10}))
     assert resumed.step == 8
+    # the checkpoint's optimiser state does not switch the fused Adam step off
+    assert all(group["fused"] for opt in (resumed.opt_g, resumed.opt_d) for group in opt.param_groups)
     resumed.run(progress=False)
     assert json.loads((tmp_path / "out" / "log.jsonl").read_text().splitlines()[-1])["step"] == 10
 

@@ -26,31 +26,23 @@ EMBEDDING_DIM = 128
 NUM_PARAMETERS = 5_614_592
 
 
-def _conv(layer: DlibLayer, in_channels: int) -> nn.Conv2d:
-    filters, nr, nc, stride_y, stride_x, pad_y, pad_x = layer.ints
-    params = torch.from_numpy(layer.arrays[0])
+def _conv_affine(conv_layer: DlibLayer, affine_layer: DlibLayer, in_channels: int) -> nn.Conv2d:
+    """A ``con_`` layer with the ``affine_`` layer after it folded in (w * gamma, b * gamma +
+    beta): dlib's affine is itself a folded batch norm, and as two elementwise passes over
+    every conv output it cost ~20 % of a forward + backward at batch 8 (bench/RESULTS.md)."""
+    filters, nr, nc, stride_y, stride_x, pad_y, pad_x = conv_layer.ints
+    params = torch.from_numpy(conv_layer.arrays[0]).double()
     weight_count = filters * in_channels * nr * nc
     if params.numel() != weight_count + filters:
         raise CheckpointError(f"dlib conv with {params.numel()} parameters does not fit {filters}x{in_channels}x{nr}x{nc}")
+    affine = torch.from_numpy(affine_layer.arrays[0]).double()
+    if affine.numel() != 2 * filters:
+        raise CheckpointError(f"dlib affine layer has {affine.numel()} parameters, expected {2 * filters}")
+    gamma, beta = affine[:filters], affine[filters:]
     conv = nn.Conv2d(in_channels, filters, (nr, nc), stride=(stride_y, stride_x), padding=(pad_y, pad_x))
-    conv.weight.data.copy_(params[:weight_count].view(filters, in_channels, nr, nc))
-    conv.bias.data.copy_(params[weight_count:])
+    conv.weight.data.copy_(params[:weight_count].view(filters, in_channels, nr, nc) * gamma.view(-1, 1, 1, 1))
+    conv.bias.data.copy_(params[weight_count:] * gamma + beta)
     return conv
-
-
-class _Affine(nn.Module):
-    """dlib's ``affine_`` layer: batch norm folded into a per-channel scale and shift."""
-
-    def __init__(self, layer: DlibLayer, channels: int) -> None:
-        super().__init__()
-        params = torch.from_numpy(layer.arrays[0])
-        if params.numel() != 2 * channels:
-            raise CheckpointError(f"dlib affine layer has {params.numel()} parameters, expected {2 * channels}")
-        self.register_buffer("gamma", params[:channels].view(1, -1, 1, 1).clone())
-        self.register_buffer("beta", params[channels:].view(1, -1, 1, 1).clone())
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.gamma + self.beta
 
 
 def _add_prev(a: Tensor, b: Tensor) -> Tensor:
@@ -66,23 +58,22 @@ def _add_prev(a: Tensor, b: Tensor) -> Tensor:
 
 
 class _ResidualBlock(nn.Module):
-    """conv -> affine -> relu -> conv -> affine, plus the (pooled, when down) input, relu."""
+    """conv -> affine -> relu -> conv -> affine (each affine folded into its conv), plus the
+    (pooled, when down) input, relu."""
 
     def __init__(self, layers: list[DlibLayer], in_channels: int) -> None:
         super().__init__()
         self.down = layers[5].tag == "avg_pool_2"
-        self.conv1 = _conv(layers[0], in_channels)
+        self.conv1 = _conv_affine(layers[0], layers[1], in_channels)
         channels = self.conv1.out_channels
-        self.affine1 = _Affine(layers[1], channels)
-        self.conv2 = _conv(layers[3], channels)
-        self.affine2 = _Affine(layers[4], channels)
+        self.conv2 = _conv_affine(layers[3], layers[4], channels)
         if self.down:
             window_y, window_x, stride_y, stride_x, pad_y, pad_x = layers[5].ints
             self.pool = nn.AvgPool2d((window_y, window_x), (stride_y, stride_x), (pad_y, pad_x))
         self.out_channels = channels
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.affine2(self.conv2(F.relu(self.affine1(self.conv1(x)))))
+        y = self.conv2(F.relu(self.conv1(x)))
         return F.relu(_add_prev(y, self.pool(x) if self.down else x))
 
 
@@ -106,8 +97,7 @@ class DlibResNet(nn.Module):
             raise CheckpointError(f"unexpected dlib network layout: starts {tags[:4]}, ends {tags[-2:]}")
         self.register_buffer("mean", torch.tensor(net.input_mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.input_size = net.input_size
-        self.stem_conv = _conv(layers[0], 3)
-        self.stem_affine = _Affine(layers[1], self.stem_conv.out_channels)
+        self.stem_conv = _conv_affine(layers[0], layers[1], 3)
         window_y, window_x, stride_y, stride_x, pad_y, pad_x = layers[3].ints
         self.stem_pool = nn.MaxPool2d((window_y, window_x), (stride_y, stride_x), (pad_y, pad_x))
         blocks, channels, i = [], self.stem_conv.out_channels, 4
@@ -167,7 +157,7 @@ class DlibResNet(nn.Module):
             raise ValueError(f"dlib ResNet takes N x 3 x {self.input_size[0]} x {self.input_size[1]} RGB chips, got {tuple(chips.shape)}")
         # channels-last: oneDNN's convolutions (and their backward) are ~5x faster so on CPU
         x = ((chips - self.mean) * (1.0 / 256.0)).contiguous(memory_format=torch.channels_last)
-        x = self.stem_pool(F.relu(self.stem_affine(self.stem_conv(x))))
+        x = self.stem_pool(F.relu(self.stem_conv(x)))
         maps = {}
         for i, block in enumerate(self.blocks):
             x = block(x)

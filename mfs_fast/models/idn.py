@@ -62,7 +62,7 @@ class IDN(nn.Module):
         x = (image - 0.5) / 0.5
         stages = []
         for depthwise, pointwise in zip(weights.encoder_depthwise, weights.encoder_pointwise):
-            x = F.conv2d(x, depthwise, stride=2, padding=1, groups=depthwise.shape[0])
+            x = strided_depthwise(x, depthwise)
             x = F.leaky_relu(F.conv2d(x, pointwise), LEAKY_SLOPE)
             stages.append(x)
         return stages
@@ -84,6 +84,15 @@ class IDN(nn.Module):
         mask = self.mask(stages[-1].detach())
         face = (1.0 + self.final(self.decode(stages, weights))) / 2.0
         return face * mask + (1.0 - mask) * image, mask
+
+
+def strided_depthwise(x: Tensor, kernel: Tensor) -> Tensor:
+    """The encoder's 4x4 stride-2 depthwise conv, kept in float32 under CPU autocast: oneDNN's
+    bf16 kernel for it is 4-6x slower than its float32 one, forward + backward (bench/RESULTS.md)."""
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return F.conv2d(x.float(), kernel.float(), stride=2, padding=1, groups=kernel.shape[0])
+    return F.conv2d(x, kernel, stride=2, padding=1, groups=kernel.shape[0])
 
 
 def check_image_batch(image: Tensor) -> None:

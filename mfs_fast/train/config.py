@@ -71,11 +71,14 @@ class TrainConfig:
     lambda_id_second: float = 0.0  # its 1 - cos(source, result) weight
     gan_start: int = 0  # step at which the adversarial loss starts
     teacher: dict[str, Any] = field(default_factory=dict)  # {} | {kind="mfs", weights=DIR} | {kind="onnx", path=F} | {kind="mesh-warp"}
+    # > 0: each sharp source is distilled against its own fixed sharp partners (this many), so
+    # every pair's teacher swap is made once and cached next to the crops (teacher_cache.py)
+    teacher_partners: int = 0
     quality_model: str = ""  # a Q checkpoint (from kind="quality"); teacher samples are weighted by it
     snapshots: str = ""  # kind="quality": folder of snapshots written by a teacher's run
     init_weights: str = ""  # start the student from this weights folder
     device: str = "auto"  # "auto", "cpu", "cuda"
-    amp: bool = True  # mixed precision on CUDA
+    amp: bool = True  # mixed precision where the hardware has it: fp16 on CUDA, bf16 on CPUs with AVX512-BF16/AMX (precision.py)
     threads: int = 0  # torch CPU threads (0: torch's default)
     seed: int = 0
     log_every: int = 10
@@ -128,6 +131,8 @@ class TrainConfig:
         if self.teacher and self.teacher.get("kind") not in TEACHERS:
             raise MfsError(f"config: teacher.kind must be one of {', '.join(TEACHERS.names())}, "
                            f"got {self.teacher.get('kind')!r}")
+        if self.teacher_partners < 0:
+            raise MfsError("config: teacher_partners must be >= 0 (0: the teacher swaps every pair anew)")
         if self.max_pixel_upscale < 0 or not 0 <= self.sharp_target_share <= 1 or not 0 <= self.sharp_source_share <= 1:
             raise MfsError("config: max_pixel_upscale must be >= 0, sharp_target_share and sharp_source_share within [0, 1]")
         if self.second_identity and self.second_identity not in SECOND_IDENTITY_NETS:

@@ -170,10 +170,51 @@ def _cache_faces(files, holdout, identities, detector, mesh, size, video_stride,
 
 
 @dataclass
+class Augmentation:
+    """One draw of :class:`FaceCache`'s augmentation (small affine, flip, colour jitter), kept so
+    that it can be replayed on another image of the same crop: a cached teacher swap of the
+    un-augmented pair is given the target's augmentation (:mod:`.teacher_cache`)."""
+
+    matrix: np.ndarray  # 2 x 3 affine, crop pixels -> augmented crop pixels (before the flip)
+    flip: bool
+    gain: torch.Tensor  # 3 x 1 x 1, per RGB channel
+    contrast: float
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, size: int) -> "Augmentation":
+        angle, scale = rng.uniform(-5, 5), rng.uniform(0.95, 1.05)
+        matrix = cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), angle, scale)
+        matrix[:, 2] += rng.uniform(-4, 4, size=2)
+        flip = bool(rng.random() < 0.5)
+        gain = 1 + torch.from_numpy(rng.uniform(-0.1, 0.1, size=(3, 1, 1))).float()
+        return cls(matrix, flip, gain, float(rng.uniform(0.9, 1.1)))
+
+    def warp(self, image: np.ndarray, is_mask: bool = False) -> np.ndarray:
+        """The affine and flip applied to an H x W (x C) image of the crop: bilinear with
+        reflected borders, or for a mask nearest with zero borders."""
+        size = image.shape[1], image.shape[0]
+        flags, border = (cv2.INTER_NEAREST, cv2.BORDER_CONSTANT) if is_mask else (cv2.INTER_LINEAR, cv2.BORDER_REFLECT)
+        warped = cv2.warpAffine(image, self.matrix, size, flags=flags, borderMode=border)
+        return warped[:, ::-1] if self.flip else warped
+
+    def move_points(self, points: np.ndarray, size: int) -> np.ndarray:
+        moved = points @ self.matrix[:, :2].T + self.matrix[:, 2]
+        if self.flip:
+            moved[:, 0] = size - 1 - moved[:, 0]
+        return moved
+
+    def jitter(self, image: torch.Tensor) -> torch.Tensor:
+        """Colour jitter of an RGB 3 x S x S image in [0, 1]: contrast about its mean, then gain."""
+        mean = image.mean()
+        return (((image - mean) * self.contrast + mean) * self.gain).clamp_(0, 1)
+
+
+@dataclass
 class FaceSample:
     image: torch.Tensor  # RGB 3 x S x S float in [0, 1]
     face_mask: torch.Tensor  # 1 x S x S in {0, 1}
     points: torch.Tensor  # 468 x 2 mesh points, crop coordinates
+    augmentation: Augmentation | None = None
 
 
 class FaceCache:
@@ -220,26 +261,15 @@ class FaceCache:
         points consistently."""
         crop, mask = self.raw(i)
         points = self.points[i].copy()
-        if augment:
-            rng, s = self.rng, self.size
-            angle, scale = rng.uniform(-5, 5), rng.uniform(0.95, 1.05)
-            matrix = cv2.getRotationMatrix2D((s / 2 - 0.5, s / 2 - 0.5), angle, scale)
-            matrix[:, 2] += rng.uniform(-4, 4, size=2)
-            crop = cv2.warpAffine(crop, matrix, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-            mask = cv2.warpAffine(mask, matrix, (s, s), flags=cv2.INTER_NEAREST)
-            points = points @ matrix[:, :2].T + matrix[:, 2]
-            if rng.random() < 0.5:
-                crop, mask = crop[:, ::-1], mask[:, ::-1]
-                points[:, 0] = s - 1 - points[:, 0]
+        augmentation = Augmentation.draw(self.rng, self.size) if augment else None
+        if augmentation is not None:
+            crop, mask = augmentation.warp(crop), augmentation.warp(mask, is_mask=True)
+            points = augmentation.move_points(points, self.size)
         image = bgr_to_chw(crop)
-        if augment:
-            gain = 1 + torch.from_numpy(self.rng.uniform(-0.1, 0.1, size=(3, 1, 1))).float()
-            contrast = float(self.rng.uniform(0.9, 1.1))
-            mean = image.mean()
-            image = ((image - mean) * contrast + mean) * gain
-            image = image.clamp_(0, 1)
+        if augmentation is not None:
+            image = augmentation.jitter(image)
         face = torch.from_numpy(np.ascontiguousarray(mask) > 127).float()[None]
-        return FaceSample(image, face, torch.from_numpy(points.astype(np.float32)))
+        return FaceSample(image, face, torch.from_numpy(points.astype(np.float32)), augmentation)
 
     def augmented(self, i: int, augment: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(RGB 3 x S x S float in [0, 1], 1 x S x S face mask in {0, 1}) of :meth:`sample`."""
@@ -259,6 +289,7 @@ class PairGroup:
     source_points: torch.Tensor | None = None  # 468 x 2 mesh points of the source
     target_points: torch.Tensor | None = None  # M x 468 x 2
     indices: tuple[int, ...] = ()  # cache entries of the source, then of each target
+    target_augmentations: tuple[Augmentation | None, ...] = ()
 
 
 class PairSampler:
@@ -267,11 +298,16 @@ class PairSampler:
     Sources come from the sharp crops with probability ``sharp_source_share``, else from every
     crop (identity diversity: LFW's many people); other targets come from the sharp crops with
     probability ``sharp_target_share``, and a same-identity target is a sharp crop of the
-    person when there is one, so that most pixel losses have a real, sharp face to match."""
+    person when there is one, so that most pixel losses have a real, sharp face to match.
+
+    With ``partners`` > 0, every sharp target drawn for a sharp source (other than the source's
+    own person) is one of that source's ``partners`` sharp crops, fixed by the seed: the
+    distilled pairs then form a fixed pool whose teacher swaps are computed once and reused
+    (:mod:`.teacher_cache`)."""
 
     def __init__(self, cache: FaceCache, targets_per_source: int, same_image_share: float,
                  same_identity_share: float, seed: int = 0, sharp_target_share: float = 0.0,
-                 sharp_source_share: float = 0.0) -> None:
+                 sharp_source_share: float = 0.0, partners: int = 0) -> None:
         if len(cache) < 2:
             raise MfsError(f"training needs at least 2 cached faces, the cache has {len(cache)}")
         self.cache, self.m = cache, targets_per_source
@@ -280,12 +316,25 @@ class PairSampler:
         self.sharp_target_share = sharp_target_share if has_sharp else 0.0
         self.sharp_source_share = sharp_source_share if has_sharp else 0.0
         self.rng = np.random.default_rng(seed + 1)
+        self.partners, self.seed = min(partners, len(cache.sharp_indices)), seed
 
-    def _draw(self, sharp_share: float) -> int:
-        """A crop index: a sharp one with probability ``sharp_share``, else any."""
+    def _draw(self, sharp_share: float, source_index: int | None = None) -> int:
+        """A crop index: a sharp one with probability ``sharp_share``, else any; with partners,
+        any sharp crop drawn for a sharp source is one of its partners instead."""
         if sharp_share > 0 and self.rng.random() < sharp_share:
-            return int(self.rng.choice(self.cache.sharp_indices))
-        return int(self.rng.integers(len(self.cache)))
+            index = int(self.rng.choice(self.cache.sharp_indices))
+        else:
+            index = int(self.rng.integers(len(self.cache)))
+        sharp = self.cache.sharp
+        if self.partners and source_index is not None and sharp[source_index] and sharp[index]:
+            index = int(self.rng.choice(self.partners_of(source_index)))
+        return index
+
+    def partners_of(self, source_index: int) -> np.ndarray:
+        """The sharp crops a sharp source is paired with: a function of (seed, source) only, so
+        the pool is the same in every run and stage with that seed."""
+        rng = np.random.default_rng((self.seed, source_index))
+        return rng.choice(self.cache.sharp_indices, size=self.partners, replace=False)
 
     def group(self) -> PairGroup:
         rng = self.rng
@@ -303,7 +352,7 @@ class PairSampler:
                 sharp_others = [p for p in others if sharp[p]]
                 index, is_recon = int(rng.choice(sharp_others or others)), True
             else:
-                index = self._draw(self.sharp_target_share)
+                index = self._draw(self.sharp_target_share, source_index)
                 is_recon = self.cache.entries[index]["identity"] == self.cache.entries[source_index]["identity"]
             targets.append(self.cache.sample(index))
             recon.append(is_recon)
@@ -312,4 +361,4 @@ class PairSampler:
             pixel.append(bool(sharp[index] and (is_recon or sharp[source_index])))
         return PairGroup(source.image, torch.stack([t.image for t in targets]), torch.stack([t.face_mask for t in targets]),
                          torch.tensor(recon), torch.tensor(pixel), source.points, torch.stack([t.points for t in targets]),
-                         tuple(indices))
+                         tuple(indices), tuple(t.augmentation for t in targets))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 
@@ -33,14 +33,29 @@ def distilled_rows(group: PairGroup) -> torch.Tensor:
     return torch.nonzero(~group.reconstruction & group.pixel_target).flatten()
 
 
-def prepare_step(sampler: PairSampler, groups: int, teacher: Teacher | None) -> StepInputs:
+class GroupTeacher(Protocol):
+    def swaps(self, group: PairGroup, rows: torch.Tensor) -> torch.Tensor:
+        """The teacher's swaps of the group's source onto its targets ``rows`` (len x 3 x S x S)."""
+        ...
+
+
+class LiveTeacher:
+    """The teacher run on the augmented crops of every pair, every time."""
+
+    def __init__(self, teacher: Teacher) -> None:
+        self.teacher = teacher
+
+    def swaps(self, group: PairGroup, rows: torch.Tensor) -> torch.Tensor:
+        return self.teacher(group.source, group.targets[rows], group.source_points, group.target_points[rows])
+
+
+def prepare_step(sampler: PairSampler, groups: int, teacher: GroupTeacher | None) -> StepInputs:
     drawn = [sampler.group() for _ in range(groups)]
     rows, outs = [], []
     for group in drawn:
         wanted = distilled_rows(group) if teacher is not None else torch.zeros(0, dtype=torch.long)
         rows.append(wanted)
-        outs.append(teacher(group.source, group.targets[wanted], group.source_points, group.target_points[wanted])
-                    if len(wanted) else None)
+        outs.append(teacher.swaps(group, wanted) if len(wanted) else None)
     return StepInputs(drawn, rows, outs)
 
 

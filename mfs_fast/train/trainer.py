@@ -39,7 +39,9 @@ from .losses import (
     with_target_detail,
 )
 from .student import inject_features, new_student, set_train_mode, swap_group, trainable_modules
-from .prefetch import Prefetcher, prepare_step
+from .precision import autocast_dtype
+from .prefetch import LiveTeacher, Prefetcher, prepare_step
+from .teacher_cache import CachedTeacher
 from .teacher import create_teacher
 
 CHECKPOINT = "checkpoint.pt"
@@ -60,6 +62,12 @@ def pick_device(name: str) -> torch.device:
 def _atomic_torch_save(obj, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam, fused where torch has the kernel: one pass over the student's 21M parameters
+    instead of a dozen foreach passes (~40 ms of a CPU step, bench/RESULTS.md)."""
+    return torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999), fused=device.type in ("cpu", "cuda"))
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -88,7 +96,7 @@ class StudentTrainer:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.device = pick_device(config.device)
-        self.amp = config.amp and self.device.type == "cuda"
+        self.amp_dtype = autocast_dtype(self.device, config.amp)
         self.encoder = DlibIdentityEncoder().to(self.device)
         # a second, different identity net in the loss, so the student cannot just please dlib
         self.second_encoder = None
@@ -103,7 +111,8 @@ class StudentTrainer:
         self.sampler = PairSampler(self.cache, config.targets_per_source, config.same_image_share,
                                    config.same_identity_share, seed=config.seed,
                                    sharp_target_share=config.sharp_target_share,
-                                   sharp_source_share=config.sharp_source_share)
+                                   sharp_source_share=config.sharp_source_share,
+                                   partners=config.teacher_partners if config.teacher else 0)
         if config.init_weights:
             from ..checkpoints import load_weights
 
@@ -119,10 +128,17 @@ class StudentTrainer:
         for module in trainable_modules(self.student):
             module.to(self.device)
         self.discriminator = MultiScaleDiscriminator().to(self.device)
-        self.opt_g = torch.optim.Adam(self._parameter_groups(), lr=config.lr, betas=(0.5, 0.999))
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator, betas=(0.5, 0.999))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.opt_g = adam(self._parameter_groups(), config.lr, self.device)
+        self.opt_d = adam(self.discriminator.parameters(), config.lr_discriminator, self.device)
+        # bf16 keeps fp32's exponent range: only fp16 needs its loss scaled
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.teacher = create_teacher(config.teacher, self.cache.mean_points())
+        self.group_teacher = None
+        if self.teacher is not None and config.teacher_partners:  # each pooled pair's swap is made once
+            folder = Path(info.folder) / "teacher" / self.teacher.name.replace(":", "-")
+            self.group_teacher = CachedTeacher(self.teacher, self.cache, folder)
+        elif self.teacher is not None:
+            self.group_teacher = LiveTeacher(self.teacher)
         weights = paste_weights(config.size, config.paste_eyes)  # the target's eyes, as Swapper(eyes=) pastes them
         self.paste_weights = None if weights is None else torch.from_numpy(weights.copy()).to(self.device)
         self.geometry = None
@@ -139,7 +155,7 @@ class StudentTrainer:
         self.probe = self._probe_groups()
         self._resume()
         # after _resume: the prefetch thread draws from the generators it reseeds
-        self.prefetcher = Prefetcher(lambda: prepare_step(self.sampler, config.sources_per_step, self.teacher))
+        self.prefetcher = Prefetcher(lambda: prepare_step(self.sampler, config.sources_per_step, self.group_teacher))
 
     # ------------------------------------------------------------------ state
     @torch.no_grad()
@@ -185,8 +201,11 @@ class StudentTrainer:
         self.student.iin.load_state_dict(state["iin"])
         self.student.idn.load_state_dict(state["idn"])
         self.discriminator.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        for optimiser, key in ((self.opt_g, "opt_g"), (self.opt_d, "opt_d")):
+            fused = [group["fused"] for group in optimiser.param_groups]
+            optimiser.load_state_dict(state[key])
+            for group, flag in zip(optimiser.param_groups, fused):  # a checkpoint's own flag would win
+                group["fused"] = flag
         self.step = int(state["step"])
         # the data order after a resume differs from an uninterrupted run, but stays seeded
         self.sampler.rng = np.random.default_rng(self.config.seed + 1 + self.step)
@@ -194,6 +213,8 @@ class StudentTrainer:
         print(f"resumed from {path} at step {self.step}")
 
     def save_checkpoint(self) -> Path:
+        if isinstance(self.group_teacher, CachedTeacher):
+            self.group_teacher.save()
         path = self.output / CHECKPOINT
         _atomic_torch_save(self._state(), path)
         return path
@@ -257,7 +278,7 @@ class StudentTrainer:
         set_train_mode(self.student)
         inputs = self.prefetcher.next()
         groups = inputs.groups
-        with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
+        with self._autocast():
             results, masks, targets, face_masks, recon, pixel, source_ids = [], [], [], [], [], [], []
             kernels, teacher_out, teacher_rows = [], [], []
             sources = torch.stack([group.source for group in groups]).to(device)
@@ -364,7 +385,7 @@ class StudentTrainer:
             losses["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         self.scaler.step(self.opt_g)
         if use_gan:
-            with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
+            with self._autocast():
                 loss_d = hinge_discriminator_loss(self.discriminator(target), self.discriminator(result.detach()))
             self.opt_d.zero_grad(set_to_none=True)
             self.scaler.scale(loss_d).backward()
@@ -377,6 +398,9 @@ class StudentTrainer:
         if not all(math.isfinite(v) for v in values.values()):
             raise MfsError(f"training diverged at step {self.step}: {values}")
         return StepLosses(values)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
 
     def _parameter_groups(self) -> list[dict]:
         """The IIN's kernel predictor apart: its convs have fan-ins of up to 4,608, so an Adam
