@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import MfsError
 from ..face.paste import EYES
+from .prefetch import PREFETCH_SETTINGS
 from .teacher import TEACHERS
 
 KINDS = ("student", "quality")
@@ -80,6 +81,7 @@ class TrainConfig:
     device: str = "auto"  # "auto", "cpu", "cuda"
     amp: bool = True  # mixed precision where the hardware has it: fp16 on CUDA, bf16 on CPUs with AVX512-BF16/AMX (precision.py)
     threads: int = 0  # torch CPU threads (0: torch's default)
+    prefetch: str = "auto"  # next step's inputs in a thread: "thread", "off", or "auto" (when it has a core of its own)
     seed: int = 0
     log_every: int = 10
     sample_every: int = 200  # sample grid PNG
@@ -131,6 +133,8 @@ class TrainConfig:
         if self.teacher and self.teacher.get("kind") not in TEACHERS:
             raise MfsError(f"config: teacher.kind must be one of {', '.join(TEACHERS.names())}, "
                            f"got {self.teacher.get('kind')!r}")
+        if self.prefetch not in PREFETCH_SETTINGS:
+            raise MfsError(f"config: prefetch must be one of {', '.join(PREFETCH_SETTINGS)}, got {self.prefetch!r}")
         if self.teacher_partners < 0:
             raise MfsError("config: teacher_partners must be >= 0 (0: the teacher swaps every pair anew)")
         if self.max_pixel_upscale < 0 or not 0 <= self.sharp_target_share <= 1 or not 0 <= self.sharp_source_share <= 1:

@@ -1,14 +1,18 @@
-"""A training step's inputs, prepared one step ahead in a background thread.
+"""A training step's inputs, prepared one step ahead in a background thread where that helps.
 
 Why: drawing the groups (JPEG decode, affine augmentation) and the mesh-warp teacher are
 NumPy/OpenCV work that releases the GIL; run in a thread while the previous step's forward and
-backward run, they cost the step little instead of ~0.1 s of a ~0.9 s CPU step. The thread is
-the only user of the sampler's and cache's random generators while it runs, so the data
-order stays exactly the one a serial loop draws.
+backward run, they cost the step little when the thread has a core of its own (a GPU machine).
+On a CPU whose every core already runs the step's OpenMP threads, the thread's work preempts
+them mid-region and the step waits at their barriers: on the 2-core dev VM the thread made a
+step 1.1-1.55x slower in every mode measured, not faster (bench/RESULTS.md), so ``auto`` runs it only where it has a
+core to spare. The thread is the only user of the sampler's and cache's random generators
+while it runs, so the data order stays exactly the one a serial loop draws.
 """
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -57,6 +61,21 @@ def prepare_step(sampler: PairSampler, groups: int, teacher: GroupTeacher | None
         rows.append(wanted)
         outs.append(teacher.swaps(group, wanted) if len(wanted) else None)
     return StepInputs(drawn, rows, outs)
+
+
+PREFETCH_SETTINGS = ("auto", "thread", "off")
+
+
+def prefetch_in_thread(setting: str, device: torch.device, cores: int | None = None,
+                       torch_threads: int | None = None) -> bool:
+    """Whether the next step's inputs are prepared in a thread: ``thread`` / ``off``, or
+    ``auto``: on CUDA, or when the CPU has more cores than the step's torch threads."""
+    if setting != "auto":
+        return setting == "thread"
+    if device.type == "cuda":
+        return True
+    cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return cores > (torch_threads if torch_threads is not None else torch.get_num_threads())
 
 
 class Prefetcher:

@@ -40,7 +40,7 @@ from .losses import (
 )
 from .student import inject_features, new_student, set_train_mode, swap_group, trainable_modules
 from .precision import autocast_dtype
-from .prefetch import LiveTeacher, Prefetcher, prepare_step
+from .prefetch import LiveTeacher, Prefetcher, prefetch_in_thread, prepare_step
 from .teacher_cache import CachedTeacher
 from .teacher import create_teacher
 
@@ -155,7 +155,8 @@ class StudentTrainer:
         self.probe = self._probe_groups()
         self._resume()
         # after _resume: the prefetch thread draws from the generators it reseeds
-        self.prefetcher = Prefetcher(lambda: prepare_step(self.sampler, config.sources_per_step, self.group_teacher))
+        self.prefetcher = Prefetcher(lambda: prepare_step(self.sampler, config.sources_per_step, self.group_teacher),
+                                     enabled=prefetch_in_thread(config.prefetch, self.device))
 
     # ------------------------------------------------------------------ state
     @torch.no_grad()
