@@ -5,8 +5,8 @@ NumPy/OpenCV work that releases the GIL; run in a thread while the previous step
 backward run, they cost the step little when the thread has a core of its own (a GPU machine).
 On a CPU whose every core already runs the step's OpenMP threads, the thread's work preempts
 them mid-region and the step waits at their barriers: on the 2-core dev VM the thread made a
-step 1.1-1.55x slower in every mode measured, not faster (bench/RESULTS.md), so ``auto`` runs it only where it has a
-core to spare. The thread is the only user of the sampler's and cache's random generators
+step 1.1-1.55x slower in every mode measured, not faster (bench/RESULTS.md), so ``auto`` runs
+it only where it has a core to spare. The thread is the only user of the sampler's and cache's random generators
 while it runs, so the data order stays exactly the one a serial loop draws.
 """
 
@@ -74,7 +74,8 @@ def prefetch_in_thread(setting: str, device: torch.device, cores: int | None = N
         return setting == "thread"
     if device.type == "cuda":
         return True
-    cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return cores > (torch_threads if torch_threads is not None else torch.get_num_threads())
 
 
