@@ -1,10 +1,11 @@
 """The teacher's swaps, computed once per (source, target) pair of cached crops and reused.
 
-Why: the mesh-warp teacher costs ~15-20 ms of CPU per pair, ~0.15 s per training step, and on a
-2-core CPU the prefetch thread that runs it takes those cycles from the step's forward and
-backward. With a fixed pool of distilled pairs (``teacher_partners``: each sharp source has its
-own fixed sharp partners, :class:`~mfs_fast.train.data.PairSampler`), each pair's swap is made
-once, on the un-augmented crops, and the target's augmentation (affine, flip, colour jitter:
+Why: the mesh-warp teacher costs ~15-20 ms of CPU per pair, ~0.15 s per training step, which a
+2-core CPU pays in the step itself (a prefetch thread would only take the same cycles from the
+step's forward and backward, :mod:`.prefetch`). With a fixed pool of distilled pairs
+(``teacher_partners``: each sharp source has its own fixed sharp partners,
+:class:`~mfs_fast.train.data.PairSampler`), each pair's swap is made once, on the un-augmented
+crops, and the target's augmentation (affine, flip, colour jitter:
 :class:`~mfs_fast.train.data.Augmentation`) is replayed on it, which is what the teacher gives
 on the augmented pair up to one bilinear resampling (the teacher matches colours to the target,
 so the target's jitter carries over; the source's jitter is what colour matching removes).
