@@ -60,6 +60,19 @@ def _astronaut_bgr() -> np.ndarray:
     return cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
 
 
+def astronaut_two_poses_cache(tmp_path_factory) -> "FaceCache":
+    """A training crop cache of two photos (two people to the sampler): the astronaut and a
+    mirrored, shifted, rescaled copy of her (another pose), with a random augmentation seed."""
+    from mfs_fast.train.data import FaceCache, build_cache
+
+    folder = tmp_path_factory.mktemp("photos")
+    image = _astronaut_bgr()
+    cv2.imwrite(str(folder / "a.jpg"), image)
+    cv2.imwrite(str(folder / "b.jpg"), cv2.resize(cv2.flip(image, 1)[30:480, 40:470], (400, 420)))
+    return FaceCache(build_cache([str(folder)], tmp_path_factory.mktemp("cache")),
+                     seed=int(np.random.default_rng().integers(1 << 30)))
+
+
 @pytest.fixture(scope="session")
 def aligned_pair(tmp_path_factory):
     """(source, target) 224x224 BGR crops from skimage's astronaut photo, and their PNG paths."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import _astronaut_bgr
+from conftest import _astronaut_bgr, astronaut_two_poses_cache
 from mfs_fast.face.align import template
 from mfs_fast.face.mesh_warp import (EYE_OPEN, LEFT_BROW, LEFT_EYE, LIPS_INNER, LIPS_OUTER, MAX_STRETCH, MOUTH_OPEN,
                                      RIGHT_BROW, RIGHT_EYE, fill_holes, hull_mask, match_colour, mesh_warp_swap,
@@ -21,12 +21,7 @@ from mfs_fast.train.teacher import create_teacher
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> FaceCache:
-    """Two photos: the astronaut and a mirrored, shifted, rescaled copy of her (other pose)."""
-    folder = tmp_path_factory.mktemp("photos")
-    image = _astronaut_bgr()
-    cv2.imwrite(str(folder / "a.jpg"), image)
-    cv2.imwrite(str(folder / "b.jpg"), cv2.resize(cv2.flip(image, 1)[30:480, 40:470], (400, 420)))
-    return FaceCache(build_cache([str(folder)], tmp_path_factory.mktemp("cache")), seed=int(np.random.default_rng().integers(1 << 30)))
+    return astronaut_two_poses_cache(tmp_path_factory)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import _astronaut_bgr
+from conftest import _astronaut_bgr, astronaut_two_poses_cache
 from mfs_fast.train.data import FaceCache, PairGroup, PairSampler, build_cache
 from mfs_fast.train.prefetch import LiveTeacher, distilled_rows
 from mfs_fast.train.teacher import create_teacher
@@ -20,13 +20,7 @@ from mfs_fast.train.teacher_cache import INDEX, SWAPS, CachedTeacher
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> FaceCache:
-    """Two photos (two people for the sampler): the astronaut and a mirrored, shifted, rescaled copy."""
-    folder = tmp_path_factory.mktemp("photos")
-    image = _astronaut_bgr()
-    cv2.imwrite(str(folder / "a.jpg"), image)
-    cv2.imwrite(str(folder / "b.jpg"), cv2.resize(cv2.flip(image, 1)[30:480, 40:470], (400, 420)))
-    return FaceCache(build_cache([str(folder)], tmp_path_factory.mktemp("cache")),
-                     seed=int(np.random.default_rng().integers(1 << 30)))
+    return astronaut_two_poses_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
