@@ -30,7 +30,8 @@ def main() -> None:
                              "checkouts before precision.py ignore it on CPU)")
     parser.add_argument("--teacher-partners", type=int, default=0,
                         help="teacher_partners (checkouts before teacher_cache.py: leave at 0); the teacher's swap "
-                             "cache then lives in --work and warms over the warm-up steps")
+                             "cache then lives in --work, filled with the whole pool before timing where the "
+                             "checkout can (prefill_teacher), else warmed over the warm-up steps")
     parser.add_argument("--data", default=str(SHARED), help="a folder of face photos (default: the shared test photos)")
     args = parser.parse_args()
     from mfs_fast.train import StudentTrainer
@@ -44,6 +45,8 @@ def main() -> None:
                          checkpoint_every=0, log_every=10**6,
                          **({"teacher_partners": args.teacher_partners} if args.teacher_partners else {})).check()
     trainer = StudentTrainer(config)
+    if hasattr(trainer, "prefill_teacher"):  # the pool's swaps made before timing: steps read the cache only
+        trainer.prefill_teacher(progress=False)
     for _ in range(args.warmup):
         trainer.train_step()
     times = []

@@ -179,6 +179,26 @@ def test_gradients_reach_the_input(encoder, aligned_pair):
     assert all(p.grad is None for p in encoder.parameters())
 
 
+def test_one_pass_over_several_batches_splits_into_each_batchs_features(encoder, aligned_pair):
+    """The trainer embeds sources, targets and teacher swaps in one dlib pass and splits it:
+    each part equals its own pass (float32; per-sample network, no batch statistics)."""
+    source, target, _, _ = aligned_pair
+    batches = [_rgb_batch([cv2.cvtColor(source, cv2.COLOR_BGR2RGB)]),
+               _rgb_batch([cv2.cvtColor(target, cv2.COLOR_BGR2RGB), cv2.cvtColor(source, cv2.COLOR_BGR2RGB)[::-1]]),
+               torch.zeros(0, 3, 224, 224)]  # a step without teacher rows
+    with torch.no_grad():
+        parts = encoder.embed(torch.cat(batches)).split([len(b) for b in batches])
+        assert parts[2].embedding.shape == (0, 128)
+        for batch, part in zip(batches[:2], parts[:2]):
+            alone = encoder.embed(batch)
+            assert part.embedding.shape == alone.embedding.shape and part.maps.keys() == alone.maps.keys()
+            assert torch.allclose(part.embedding, alone.embedding, atol=1e-5)
+            assert torch.allclose(part.raw, alone.raw, atol=1e-4)
+            for name in alone.maps:
+                assert torch.allclose(part.maps[name], alone.maps[name], atol=1e-4, rtol=1e-4), name
+    assert not torch.allclose(parts[1].embedding[0], parts[1].embedding[1], atol=1e-2)  # rows not mixed up
+
+
 def test_arcface_encoder_resamples_like_the_official_identity_input(official_models, aligned_pair):
     """The ArcFace chip taken out of the 224 crop by grid_sample equals the official cv2.resize input."""
     from mfs_fast.preprocess import identity_input

@@ -42,6 +42,15 @@ class IdentityFeatures:
     def __iter__(self) -> Iterator:
         return iter((self.embedding, self.maps))
 
+    def split(self, sizes: list[int]) -> list["IdentityFeatures"]:
+        """The features of consecutive row blocks of these sizes: one encoder pass over
+        several batches, handed back per batch."""
+        embeddings = self.embedding.split(sizes)
+        maps = {name: value.split(sizes) for name, value in self.maps.items()}
+        raws = self.raw.split(sizes) if self.raw is not None else [None] * len(sizes)
+        return [IdentityFeatures(embeddings[i], {name: parts[i] for name, parts in maps.items()}, raws[i])
+                for i in range(len(sizes))]
+
 
 def similarity(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> Tensor:
     """Cosine similarity of embeddings: rows of ``a`` against rows of ``b`` (N x M), or of

@@ -76,6 +76,7 @@ class TrainConfig:
     # every pair's teacher swap is made once and cached next to the crops (teacher_cache.py; ~15 KB
     # a swap: 14,336 pairs, ~210 MB, for the starter data at 8)
     teacher_partners: int = 0
+    teacher_prefill: bool = True  # with partners: make the whole pool's swaps before the first step (saved, once per cache)
     quality_model: str = ""  # a Q checkpoint (from kind="quality"); teacher samples are weighted by it
     snapshots: str = ""  # kind="quality": folder of snapshots written by a teacher's run
     init_weights: str = ""  # start the student from this weights folder

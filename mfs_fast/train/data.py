@@ -336,6 +336,16 @@ class PairSampler:
         rng = np.random.default_rng((self.seed, source_index))
         return rng.choice(self.cache.sharp_indices, size=self.partners, replace=False)
 
+    def distilled_pool(self) -> list[tuple[int, int]]:
+        """Every (source, target) pair the teacher can be asked for: each sharp source with its
+        partners of another person (same-person pairs are reconstructions, never distilled);
+        empty without partners."""
+        if not self.partners:
+            return []
+        identity = [entry["identity"] for entry in self.cache.entries]
+        return [(int(source), int(target)) for source in self.cache.sharp_indices
+                for target in self.partners_of(int(source)) if identity[target] != identity[source]]
+
     def group(self) -> PairGroup:
         rng = self.rng
         source_index = self._draw(self.sharp_source_share)

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from ..atomic import atomic_write
 from ..preprocess import bgr_to_chw, unit_chw_to_bgr
@@ -73,14 +75,33 @@ class CachedTeacher:
             self.hits += 1
             return cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
         self.misses += 1
+        # the decoded JPEG, so a hit and a miss give the same pixels
+        return cv2.imdecode(np.frombuffer(self._make(source, target), np.uint8), cv2.IMREAD_COLOR)
+
+    def _make(self, source: int, target: int) -> bytes:
+        """Run the teacher on the un-augmented pair; store (and return) its swap as JPEG."""
         src, tgt = self.cache.sample(source, augment=False), self.cache.sample(target, augment=False)
         swap = unit_chw_to_bgr(self.teacher(src.image, tgt.image[None], src.points, tgt.points[None])[0])
         encoded = cv2.imencode(".jpg", swap, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
         with self.lock:
-            self.stored[key] = encoded
-            self.unsaved.append(key)
-        # the decoded JPEG, so a hit and a miss give the same pixels
-        return cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
+            self.stored[(source, target)] = encoded
+            self.unsaved.append((source, target))
+        return encoded
+
+    def fill(self, pairs: Iterable[tuple[int, int]], progress: bool = True, save_every: int = 500) -> int:
+        """Swap every pair of ``pairs`` not swapped yet, saving as it goes (an interrupted fill
+        resumes where it stopped); returns how many swaps were made. Why: a pair first met in a
+        step costs that step the teacher's ~15-20 ms, so a fresh pool makes steps slow and
+        uneven for thousands of steps; filled up front, every step reads the cache."""
+        with self.lock:
+            missing = [pair for pair in dict.fromkeys(pairs) if pair not in self.stored]
+        for done, (source, target) in enumerate(tqdm(missing, desc="teacher swaps (once per cache)", unit="pair",
+                                                     disable=not progress or not missing), start=1):
+            self._make(source, target)
+            if done % save_every == 0:
+                self.save()
+        self.save()
+        return len(missing)
 
     def save(self) -> None:
         """Append the swaps made since the last save; then rewrite the index (atomically)."""

@@ -213,6 +213,15 @@ class StudentTrainer:
         self.cache.rng = np.random.default_rng(self.config.seed + self.step)
         print(f"resumed from {path} at step {self.step}")
 
+    def prefill_teacher(self, progress: bool = True) -> int:
+        """With a cached teacher: swap every pair of the partner pool not in the cache yet (the
+        prefetch thread, if any, is drained first: both would use the teacher). Returns how many
+        swaps were made."""
+        if not isinstance(self.group_teacher, CachedTeacher):
+            return 0
+        self.prefetcher.drain()
+        return self.group_teacher.fill(self.sampler.distilled_pool(), progress)
+
     def save_checkpoint(self) -> Path:
         if isinstance(self.group_teacher, CachedTeacher):
             self.group_teacher.save()
@@ -280,31 +289,35 @@ class StudentTrainer:
         inputs = self.prefetcher.next()
         groups = inputs.groups
         with self._autocast():
-            results, masks, targets, face_masks, recon, pixel, source_ids = [], [], [], [], [], [], []
-            kernels, teacher_out, teacher_rows = [], [], []
+            results, masks, face_masks, recon, pixel, source_ids = [], [], [], [], [], []
+            kernels, teacher_rows = [], []
             sources = torch.stack([group.source for group in groups]).to(device)
-            with torch.no_grad():  # dlib is frozen: its source features serve injection and the loss
-                source_features = self.encoder.embed(sources)
+            # channels-last: the depthwise convs' backward is ~5x faster so on CPU
+            target = torch.cat([group.targets for group in groups]).to(device).contiguous(
+                memory_format=torch.channels_last)
+            offsets = np.cumsum([0] + [len(group.targets) for group in groups])
+            teacher_out = [taught.to(device) for taught in inputs.teacher_out if taught is not None]
+            teach = torch.cat(teacher_out).float() if teacher_out else target[:0].float()
+            with torch.no_grad():  # dlib is frozen: one pass over every image it sees as a constant
+                source_features, target_id, teacher_id = self.encoder.embed(torch.cat((sources, target, teach))).split(
+                    [len(sources), len(target), len(teach)])
             # every source's kernels in one batched IIN pass (batch-1 passes cost ~3x more)
             identity_weights = inject_features(self.student, source_features)
-            for group, source_embedding, weights, rows, taught in zip(groups, source_features.embedding,
-                                                                   identity_weights, inputs.teacher_rows,
-                                                                   inputs.teacher_out):
-                # channels-last: the depthwise convs' backward is ~5x faster so on CPU
-                group_targets = group.targets.to(device).contiguous(memory_format=torch.channels_last)
+            for group, source_embedding, weights, rows, taught, offset in zip(
+                    groups, source_features.embedding, identity_weights, inputs.teacher_rows, inputs.teacher_out,
+                    offsets):
+                group_targets = target[offset:offset + len(group.targets)]
                 kernels += [*weights.encoder_depthwise, *weights.decoder_depthwise]
                 result, mask = self.student.idn(group_targets, weights)
                 results.append(result)
                 masks.append(mask)
-                targets.append(group_targets)
                 face_masks.append(group.target_masks.to(device))
                 recon.append(group.reconstruction.to(device))
                 pixel.append(group.pixel_target.to(device))
                 source_ids.append(source_embedding.expand(len(group_targets), -1))
-                if taught is not None:  # the teacher's swaps, made by the prefetch thread
-                    teacher_out.append(taught.to(device))
-                    teacher_rows.append(rows + sum(len(t) for t in targets[:-1]))
-            result, mask, target = torch.cat(results), torch.cat(masks), torch.cat(targets)
+                if taught is not None:  # the teacher's swaps of these rows
+                    teacher_rows.append(rows + int(offset))
+            result, mask = torch.cat(results), torch.cat(masks)
             if config.keep_target_detail or config.paste_chroma < 1 or config.paste_brightness < 1 \
                     or self.paste_weights is not None:
                 # train what the Swapper will show: the target's fine detail (and colour, and eyes) kept
@@ -314,8 +327,6 @@ class StudentTrainer:
             face_mask, recon = torch.cat(face_masks), torch.cat(recon).float()
             pixel = torch.cat(pixel).float()  # pixel losses only where the target is sharp enough
             source_embedding = torch.cat(source_ids)
-            with torch.no_grad():
-                target_id = self.encoder.embed(target)
             result_id = self.encoder.embed(result.float())
             losses = {}
             losses["id"] = identity_loss(source_embedding, result_id.embedding).mean()
@@ -334,7 +345,7 @@ class StudentTrainer:
             if self.second_encoder is not None:
                 with torch.no_grad():
                     second_source = self.second_encoder.embed(sources).embedding
-                rows_per_source = torch.tensor([len(t) for t in targets], device=device)
+                rows_per_source = torch.tensor([len(group.targets) for group in groups], device=device)
                 second_result = self.second_encoder.embed(result.float()).embedding
                 losses["id2"] = identity_loss(second_source.repeat_interleave(rows_per_source, dim=0),
                                               second_result).mean()
@@ -357,9 +368,7 @@ class StudentTrainer:
                 losses["id_gain"] = masked_mean(gain, cross)
             if teacher_out:
                 rows = torch.cat(teacher_rows).to(device)
-                teach = torch.cat(teacher_out).float()
                 with torch.no_grad():
-                    teacher_id = self.encoder.embed(teach)
                     quality = self.quality(teach) if self.quality is not None else None
                 alpha = distillation_weight(source_embedding[rows], teacher_id.embedding, quality)
                 result_maps = {name: value[rows] for name, value in result_id.maps.items()}
@@ -459,6 +468,8 @@ class StudentTrainer:
         log_path = self.output / "log.jsonl"
         start = time.perf_counter()
         deadline = start + 60 * config.max_minutes if config.max_minutes else math.inf
+        if config.teacher_prefill:
+            self.prefill_teacher(progress)
         bar = tqdm(total=config.steps, initial=self.step, desc="training", unit="step", disable=not progress)
         with log_path.open("a") as log:
             while self.step < config.steps:

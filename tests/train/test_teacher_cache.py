@@ -48,7 +48,7 @@ def test_cached_swap_is_the_live_swap_of_the_augmented_pair(cache, teacher, tmp_
         replayed = cached.swaps(group, rows)[0]
         face = group.target_masks[0, 0] > 0.5
         error = (replayed - live).abs().amax(0)[face]
-        assert float(error.mean()) < 0.035, (seed, float(error.mean()))
+        assert float(error.mean()) < 0.035, float(error.mean())
         augmentation = group.target_augmentations[0]
         augmentation.flip = not augmentation.flip
         wrong = cached.swaps(group, rows)[0]
@@ -100,3 +100,35 @@ def test_distilled_pairs_come_from_each_sources_partner_pool(tmp_path):
             assert target in pools[source]
             seen.add((source, target))
     assert len(seen) >= 6  # the pool is drawn from, not one pair
+
+
+def test_the_pool_is_filled_once_and_steps_then_only_read_it(tmp_path):
+    """fill() swaps every pooled pair once (a second fill, or a restart, makes none), and every
+    distilled pair a step draws is then a hit: no step pays for the teacher."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image = _astronaut_bgr()
+    for k in range(4):
+        crop = image[10 * k:480 - 5 * k, 15 * k:470 - 10 * k]
+        cv2.imwrite(str(folder / f"p{k}.jpg"), cv2.flip(crop, 1) if k % 2 else crop)
+    cv2.imwrite(str(folder / "p0_again.jpg"), image[5:470, 5:470])  # p0's second photo: a same-person partner
+    cache = FaceCache(build_cache([str(folder)], tmp_path / "cache"))
+    sampler = PairSampler(cache, 2, 0.0, 0.0, seed=1, sharp_target_share=1.0, partners=3)
+    pool = sampler.distilled_pool()
+    identity = [entry["identity"] for entry in cache.entries]
+    assert pool and all(identity[s] != identity[t] for s, t in pool)
+    assert set(pool) == {(s, int(t)) for s in range(len(cache)) for t in sampler.partners_of(s) if identity[s] != identity[t]}
+    teacher = create_teacher({"kind": "mesh-warp"}, cache.mean_points())
+    cached = CachedTeacher(teacher, cache, tmp_path / "swaps")
+    assert cached.fill(pool, progress=False) == len(pool)
+    assert cached.fill(pool, progress=False) == 0
+    assert CachedTeacher(teacher, cache, tmp_path / "swaps").fill(pool, progress=False) == 0  # saved
+    drawn = 0
+    for _ in range(30):
+        group = sampler.group()
+        rows = distilled_rows(group)
+        if len(rows):
+            cached.swaps(group, rows)
+            drawn += len(rows)
+    assert drawn > 0 and cached.misses == 0 and cached.hits == drawn
+    assert PairSampler(cache, 2, 0.0, 0.0, seed=1).distilled_pool() == []  # no partners, no pool
