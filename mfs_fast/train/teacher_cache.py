@@ -13,7 +13,9 @@ so the target's jitter carries over; the source's jitter is what colour matching
 Swaps are kept as JPEG (quality 95) in memory and appended to ``swaps.bin`` in a folder next to
 the crop cache, with ``index.json`` naming only bytes already written, so a later run or stage
 with the same cache and teacher starts warm, and an interrupted write loses nothing but the
-entries after the last index. Delete the folder when the teacher's code changes.
+entries after the last index. :meth:`CachedTeacher.fill` swaps a whole pool up front (the
+trainer does so before its first step), so steps only ever read the cache. Delete the folder
+when the teacher's code changes.
 """
 
 from __future__ import annotations
