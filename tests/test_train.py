@@ -68,6 +68,15 @@ def test_config_errors(tmp_path, photo_folder):
     bad.write_text("data = [\n")
     with pytest.raises(MfsError, match="not valid TOML"):
         load_config(bad)
+    for line, message in (('teacher_prefill = "yes"', "teacher_prefill must be true or false, got 'yes'"),
+                          ('steps = "1000"', "steps must be a whole number"), ("steps = true", "steps must be a whole number"),
+                          ("steps = 1e3", "steps must be a whole number"), ('lr = "1e-4"', "lr must be a number"),
+                          ('data = "photos"', "data must be a list"), ("teacher = 1", "teacher must be a table")):
+        bad.write_text(line + "\n")
+        with pytest.raises(MfsError, match=message):
+            load_config(bad)
+    bad.write_text(f'data = ["{photo_folder}"]\nlr = 1\nsteps = 3\n')  # a whole number where a number is asked
+    assert load_config(bad).lr == 1
     config = load_config(_write_config(tmp_path, data=[photo_folder]))
     assert Path(config.output) == (tmp_path / "out").resolve() and Path(config.cache) == Path(config.output) / "cache"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +177,7 @@ def _read_layer(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise MfsError(f"{path}: unknown config keys {', '.join(unknown)}")
+    _check_types(raw, path)
     base = raw.pop("base", "")
     relative = set(raw) & set(RELATIVE_FIELDS)
     local = TrainConfig(**{k: raw[k] for k in relative}).resolve(path.parent)
@@ -186,6 +187,22 @@ def _read_layer(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     merged = _read_layer(path.parent / base, chain + (path,))
     merged.update(raw)
     return merged
+
+
+KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", list: "a list",
+              dict: "a table"}
+
+
+def _check_types(raw: dict[str, Any], path: Path) -> None:
+    """Every key's value of its field's kind: a quoted "false" or "1000" would otherwise pass as
+    true, or fail deep inside a training run."""
+    kinds = {f.name: type(f.default if f.default is not MISSING else f.default_factory()) for f in fields(TrainConfig)}
+    kinds["base"] = str
+    for key, value in raw.items():
+        kind = kinds[key]
+        accepted = (int, float) if kind is float else (kind,)
+        if not isinstance(value, accepted) or (isinstance(value, bool) and kind is not bool):
+            raise MfsError(f"{path}: {key} must be {KIND_NAMES[kind]}, got {value!r}")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
