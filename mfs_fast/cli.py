@@ -258,7 +258,8 @@ def _cmd_webcam(args: argparse.Namespace) -> None:
     from .webcam import run_live
 
     stats = run_live(_make_swapper(args), camera=args.camera, window=not args.no_window,
-                     virtual_camera=not args.no_virtual_camera, every=args.every, max_frames=args.max_frames)
+                     virtual_camera=not args.no_virtual_camera, every=args.every, max_frames=args.max_frames,
+                     realtime=args.realtime)
     print(f"{stats.frames} frame(s), {stats.fps:.1f} FPS, latency from capture to output {stats.latency_ms(50):.0f} ms "
           f"median, {stats.latency_ms(95):.0f} ms p95" + (f", {stats.dropped} late camera frame(s) skipped"
                                                            if stats.dropped else ""))
@@ -317,7 +318,7 @@ def _bench_pipeline(args: argparse.Namespace) -> None:
     from .demo import SOURCE_PHOTO
     from .media import media_kind, probe_video
     from .pipeline import Swapper
-    from .video_bench import bench_video, limiting_stage, stage_table
+    from .video_bench import bench_live, bench_video, limiting_stage, live_line, stage_table
 
     if media_kind(args.pipeline) != "video":
         raise MfsError(f"{args.pipeline} is not a video: bench --pipeline times a whole video through swap")
@@ -326,8 +327,11 @@ def _bench_pipeline(args: argparse.Namespace) -> None:
                       detector=args.detector)
     runs = bench_video(swapper, args.pipeline, rounds=args.video_rounds, every=args.every, quality=args.quality,
                        preset=args.preset)
+    live = bench_live(swapper, args.pipeline, every=args.every)
     if args.json:
-        print(json.dumps([run.as_dict() for run in runs], indent=1))
+        print(json.dumps([run.as_dict() for run in runs] + [
+            {"mode": "live", "frames": live.frames, "fps": live.fps, "clip_fps": float(info.fps), "dropped": live.dropped,
+             "latency_ms_median": live.latency_ms(50), "latency_ms_p95": live.latency_ms(95)}], indent=1))
         return
     from .media.writer import DEFAULT_CRF, DEFAULT_PRESET
 
@@ -335,7 +339,7 @@ def _bench_pipeline(args: argparse.Namespace) -> None:
           f"{swapper.backend.name}, detect every {args.every}, x264 {args.preset or DEFAULT_PRESET} "
           f"CRF {DEFAULT_CRF if args.quality is None else args.quality}; FPS end to end (decode + faces + swap + "
           f"encode + audio mux), each stage's own work in ms per frame, mean frames queued in front of it")
-    print("\n".join([*stage_table(runs), "pipelined " + limiting_stage(runs[-1])]))
+    print("\n".join([*stage_table(runs), live_line(live, float(info.fps)), "pipelined " + limiting_stage(runs[-1])]))
 
 
 def _cmd_tune(args: argparse.Namespace) -> None:
@@ -649,6 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-window", action="store_true")
     p.add_argument("--no-virtual-camera", action="store_true", help="do not use pyvirtualcam even if installed")
     p.add_argument("--max-frames", type=_positive_int)
+    p.add_argument("--realtime", action="store_true",
+                   help="--camera FILE: deliver its frames at the file's frame rate, as a camera would (late frames "
+                        "skipped), to measure live latency without a camera")
     p.set_defaults(run=_cmd_webcam)
 
     p = sub.add_parser("info", help="parameters and multiply-accumulates per component")
@@ -663,7 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=_positive_int, default=30)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--pipeline", metavar="VIDEO", help="instead: swap this whole video, the sequential and the "
-                   "pipelined path side by side: FPS end to end, ms per stage, queue depths, peak memory")
+                   "pipelined path side by side: FPS end to end, ms per stage, queue depths, peak memory; then "
+                   "webcam mode's latency, the video delivered at its frame rate as by a camera")
     p.add_argument("--source", help="--pipeline: the face to put in (default: the bundled demo photo)")
     p.add_argument("--weights", help="--pipeline: weights name or folder (default: the bundled starter weights)")
     p.add_argument("--detector", default="blazeface", help="--pipeline: face detector (as for swap)")

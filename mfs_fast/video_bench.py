@@ -1,5 +1,6 @@
 """The whole video path timed as a user meets it: frames/s end to end (decode, faces, swap, encode),
-ms per stage, queue depths and peak memory, the sequential and the pipelined path side by side.
+ms per stage, queue depths and peak memory, the sequential and the pipelined path side by side,
+and webcam mode's latency (the clip delivered at its frame rate, as a camera would).
 
 Used by ``mfs-fast bench --pipeline VIDEO`` and ``mfs-fast swap --stats``. The stage times are
 each stage's own work; in the pipelined path they overlap, so the frame rate is bounded by the
@@ -11,10 +12,14 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .media import VideoStats
 from .memory import RssSampler
 from .pipeline import Swapper
+
+if TYPE_CHECKING:
+    from .webcam import LiveStats
 
 MODES = {"sequential": False, "pipelined": True}
 
@@ -53,6 +58,20 @@ def bench_video(swapper: Swapper, video: str | Path, modes: tuple[str, ...] = tu
                 runs.append(swap_video_timed(swapper, video, Path(folder) / f"{mode}{Path(video).suffix}", mode,
                                              progress=False, **options))
     return runs
+
+
+def bench_live(swapper: Swapper, video: str | Path, every: int = 5) -> "LiveStats":
+    """Webcam mode timed without a camera: ``video`` delivered at its own frame rate through the
+    live loop (newest frame only, no window): FPS and latency from capture to output."""
+    from .webcam import run_live
+
+    return run_live(swapper, camera=str(video), window=False, virtual_camera=False, every=every, realtime=True)
+
+
+def live_line(stats: "LiveStats", clip_fps: float) -> str:
+    return (f"live       {stats.fps:>7.1f}  the clip delivered at its {clip_fps:.0f} FPS as by a camera (webcam mode): "
+            f"latency capture to output {stats.latency_ms(50):.1f} ms median, {stats.latency_ms(95):.1f} ms p95, "
+            f"{stats.dropped} late frame(s) skipped")
 
 
 def stage_table(runs: list[VideoRun]) -> list[str]:

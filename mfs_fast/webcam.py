@@ -77,7 +77,8 @@ class _Quit(Exception):
 
 
 def run_live(swapper: Swapper, camera: str | int = 0, window: bool = True, virtual_camera: bool = True,
-             every: int = 5, max_frames: int | None = None, drop_late: bool | None = None) -> LiveStats:
+             every: int = 5, max_frames: int | None = None, drop_late: bool | None = None,
+             realtime: bool = False) -> LiveStats:
     """Swap frames from ``camera`` until it ends, 'q'/Esc is pressed, or ``max_frames`` were read.
 
     Capture, face finding, swapping and output (window, virtual camera) each run in a thread of
@@ -85,7 +86,9 @@ def run_live(swapper: Swapper, camera: str | int = 0, window: bool = True, virtu
     a frame is captured while the previous one is swapped and the one before is shown. From a
     camera the newest frame is always taken and older ones waiting are dropped, so latency stays
     one frame's work rather than a growing backlog; a file is played frame by frame (``drop_late``:
-    None: drop for a camera index, not for a file or URL; True/False: as said).
+    None: drop for a camera index, not for a file or URL; True/False: as said). ``realtime``: a
+    file's frames arrive at its own frame rate, as a camera delivers them (and late ones are
+    dropped unless ``drop_late`` is False): how to measure live latency without a camera.
     Faces are followed by the same :class:`~mfs_fast.face.FaceTracker` as video files, detecting
     every ``every`` frames. The overlay shows the FPS and the latency from capture to output.
     """
@@ -105,8 +108,9 @@ def run_live(swapper: Swapper, camera: str | int = 0, window: bool = True, virtu
         output.show(frame, stats, time.perf_counter() - captured)
         pool.give(frame)
 
-    run = StagedRun(_captured(capture, max_frames), stages, ("output", show), depth=1,
-                    source_name="capture", latest_only=str(camera).isdigit() if drop_late is None else drop_late)
+    camera_like = str(camera).isdigit() or realtime
+    run = StagedRun(_captured(capture, max_frames, fps_hint if realtime else None), stages, ("output", show), depth=1,
+                    source_name="capture", latest_only=camera_like if drop_late is None else drop_late)
     start = time.perf_counter()
     try:
         run.run()
@@ -120,13 +124,18 @@ def run_live(swapper: Swapper, camera: str | int = 0, window: bool = True, virtu
     return stats
 
 
-def _captured(capture: cv2.VideoCapture, max_frames: int | None) -> Iterator[tuple[float, np.ndarray]]:
-    """``(capture time, frame)`` until the source ends or ``max_frames`` were read."""
-    count = 0
+def _captured(capture: cv2.VideoCapture, max_frames: int | None,
+              pace_fps: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    """``(capture time, frame)`` until the source ends or ``max_frames`` were read; with
+    ``pace_fps``, frame n is held back until n / pace_fps seconds after the first, when a camera
+    would deliver it (decoding ahead of time is not the camera's cost, so it is not counted)."""
+    count, start = 0, time.perf_counter()
     while max_frames is None or count < max_frames:
         ok, frame = capture.read()
         if not ok:
             return
+        if pace_fps:
+            time.sleep(max(0.0, start + count / pace_fps - time.perf_counter()))
         count += 1
         yield time.perf_counter(), frame
 

@@ -89,7 +89,9 @@ def test_bench_pipeline_times_both_paths_side_by_side(files, tmp_path):
     rows = {line.split()[0]: line.split() for line in lines[2:4]}
     assert set(rows) == {"sequential", "pipelined"}
     assert all(float(row[1]) > 0 for row in rows.values())  # FPS
-    assert lines[4].startswith("pipelined busiest stage:")
+    live = lines[4].split()
+    assert live[0] == "live" and float(live[1]) > 0 and "latency capture to output" in lines[4]
+    assert lines[5].startswith("pipelined busiest stage:")
     proc = mfs("bench", "--pipeline", files["target"])
     assert proc.returncode == 2 and "not a video" in proc.stderr and "Traceback" not in proc.stderr
 

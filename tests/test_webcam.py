@@ -35,6 +35,20 @@ def test_live_loop_shows_every_frame_with_its_latency(face_clip):
     assert late.frames + late.dropped == FRAMES and late.frames >= 1
 
 
+def test_a_file_played_in_real_time_arrives_at_its_frame_rate(face_clip):
+    """--realtime: the clip's frames arrive as a 30 FPS camera delivers them, so the run takes at
+    least the clip's duration, every frame is either shown or skipped as late, and each shown
+    frame's latency is counted from its arrival, not from when it could first be decoded."""
+    swapper = Swapper(_astronaut_bgr())
+    live = run_live(swapper, camera=str(face_clip), window=False, virtual_camera=False, realtime=True)
+    assert live.frames + live.dropped == FRAMES and live.frames >= 1
+    assert live.seconds >= (FRAMES - 1) / 30 * 0.98
+    assert len(live.latencies) == live.frames and live.latency_ms(50) > 0
+    assert live.fps <= 30 * 1.1  # not faster than the camera it stands in for
+    fast = run_live(swapper, camera=str(face_clip), window=False, virtual_camera=False)  # frame by frame, unpaced
+    assert fast.frames == FRAMES and fast.dropped == 0
+
+
 def test_overlay_writes_fps_and_latency_in_the_top_left_corner():
     frame = np.zeros((240, 320, 3), np.uint8)
     draw_overlay(frame, 29.7, 23.0)
