@@ -266,3 +266,33 @@ def test_detail_defaults_to_what_the_weights_were_trained_for(official_models, d
     with pytest.raises(MfsError, match="eyes must be one of swap, target"):
         Swapper(astronaut, official_models, detector=detector, eyes="source")
 
+
+
+def test_the_native_idn_takes_half_the_cores_while_video_stages_overlap(tmp_path):
+    """Pipelined swap_video: every core is busy with some stage, so the IDN runs on half its
+    threads (at least one) for the run and gets them back after; threads chosen by the caller,
+    and the sequential path, are left alone."""
+    from sample_media import drifting_face_clip
+
+    swapper = Swapper(_astronaut_bgr())  # bundled starter weights on the default backend
+    if swapper.core is None:
+        pytest.skip("the native extension is not built: no pipeline core to share the cores with")
+    full = swapper.core.threads
+    seen = []
+    track = swapper._track
+
+    def tracking_and_noting(frame, tracker):  # runs inside the video's face-finding stage
+        seen.append((swapper.backend.threads, swapper.core.threads))
+        return track(frame, tracker)
+
+    swapper._track = tracking_and_noting
+    clip = drifting_face_clip(tmp_path / "clip.mp4", 360, 300, [40, 44, 48], top=20, background=60)
+    swapper.swap_video(clip, tmp_path / "out.mp4", progress=False)
+    assert seen and set(seen) == {(max(1, full // 2), max(1, full // 2))}
+    assert (swapper.backend.threads, swapper.core.threads) == (full, full)
+    seen.clear()
+    swapper.swap_video(clip, tmp_path / "out2.mp4", progress=False, pipelined=False)
+    assert set(seen) == {(full, full)}
+    chosen = Swapper(_astronaut_bgr(), threads=full)
+    with chosen.idn_sharing_cores():
+        assert chosen.core.threads == full
