@@ -9,12 +9,15 @@ busiest stage and, on few cores, by their sum over the cores.
 
 from __future__ import annotations
 
+import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .media import VideoStats
+from .backends.fused import default_threads as available_cpus
 from .memory import RssSampler
 from .pipeline import Swapper
 
@@ -25,26 +28,49 @@ MODES = {"sequential": False, "pipelined": True}
 
 
 @dataclass(frozen=True)
+class CpuTime:
+    """CPU seconds of this process (every thread) and of its finished child processes (ffmpeg)."""
+
+    process: float
+    children: float
+
+    @classmethod
+    def now(cls) -> "CpuTime":
+        children = os.times()  # their fields count children once waited for (0 where the OS has none)
+        return cls(time.process_time(), children.children_user + children.children_system)
+
+    def __sub__(self, other: "CpuTime") -> "CpuTime":
+        return CpuTime(self.process - other.process, self.children - other.children)
+
+
+@dataclass(frozen=True)
 class VideoRun:
-    """One timed pass over a video: ``mode`` (sequential or pipelined), its stats, its peak RSS."""
+    """One timed pass over a video: ``mode`` (sequential or pipelined), its stats, its peak RSS and
+    the CPU time it took (the share of the cores it kept busy says whether more overlap can help)."""
 
     mode: str
     stats: VideoStats
     peak_rss: int
+    cpu: CpuTime = CpuTime(0.0, 0.0)
 
     def as_dict(self) -> dict:
         return {"mode": self.mode, "frames": self.stats.frames_out, "seconds": self.stats.seconds,
                 "fps": self.stats.fps, "peak_rss_mb": self.peak_rss / 2**20,
+                "cpu_ms_per_frame": {"process": self.cpu_ms(self.cpu.process), "ffmpeg": self.cpu_ms(self.cpu.children)},
                 "stages": {t.name: {"ms_per_frame": t.ms_per_item, "mean_queue_depth": t.mean_queue_depth}
                            for t in self.stats.stages}}
+
+    def cpu_ms(self, seconds: float) -> float:
+        return 1e3 * seconds / max(self.stats.frames_out, 1)
 
 
 def swap_video_timed(swapper: Swapper, video: str | Path, output: str | Path, mode: str = "pipelined",
                      **options) -> VideoRun:
     """``swapper.swap_video`` with its memory sampled; ``options`` go to ``swap_video``."""
+    start = CpuTime.now()
     with RssSampler() as rss:
         stats = swapper.swap_video(video, output, pipelined=MODES[mode], **options)
-    return VideoRun(mode, stats, rss.peak)
+    return VideoRun(mode, stats, rss.peak, CpuTime.now() - start)
 
 
 def bench_video(swapper: Swapper, video: str | Path, modes: tuple[str, ...] = tuple(MODES), rounds: int = 1,
@@ -93,5 +119,11 @@ def limiting_stage(run: VideoRun) -> str:
     stages = run.stats.stages
     busiest = max(stages, key=lambda t: t.ms_per_item)
     total = sum(t.ms_per_item for t in stages)
-    return (f"busiest stage: {busiest.name}, {busiest.ms_per_item:.1f} ms per frame (alone it allows "
+    line = (f"busiest stage: {busiest.name}, {busiest.ms_per_item:.1f} ms per frame (alone it allows "
             f"{1e3 / max(busiest.ms_per_item, 1e-9):.0f} FPS); all stages together {total:.1f} ms of work per frame")
+    if run.cpu.process <= 0 or run.stats.seconds <= 0:
+        return line
+    process, ffmpeg = run.cpu_ms(run.cpu.process), run.cpu_ms(run.cpu.children)
+    busy = (run.cpu.process + run.cpu.children) / run.stats.seconds
+    return (line + f"; CPU per frame {process:.1f} ms here + {ffmpeg:.1f} ms in ffmpeg: {busy:.2f} of "
+            f"{available_cpus()} cores busy")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,7 +92,9 @@ def test_bench_pipeline_times_both_paths_side_by_side(files, tmp_path):
     assert all(float(row[1]) > 0 for row in rows.values())  # FPS
     live = lines[4].split()
     assert live[0] == "live" and float(live[1]) > 0 and "latency capture to output" in lines[4]
-    assert lines[5].startswith("pipelined busiest stage:")
+    assert lines[5].startswith("pipelined busiest stage:") and "ms in ffmpeg" in lines[5]
+    busy = float(lines[5].split(": ")[-1].split(" of ")[0])  # cores kept busy: the process and its ffmpegs
+    assert 0.05 < busy <= os.cpu_count() + 0.5
     proc = mfs("bench", "--pipeline", files["target"])
     assert proc.returncode == 2 and "not a video" in proc.stderr and "Traceback" not in proc.stderr
 
