@@ -129,6 +129,8 @@ def _decoder_messages() -> Iterator[list[str]]:
 _DAMAGE = re.compile(r"Premature end of JPEG|Corrupt JPEG data|Invalid SOS|Bogus|libpng error|CRC error", re.I)
 
 
+RESTORE_ROWS = 256  # rows compared and patched at a time by ImageFile.restore
+
 @dataclass
 class ImageFile:
     """An image as stored in its file, plus the 8-bit upright BGR copy the swapper works on.
@@ -163,22 +165,28 @@ class ImageFile:
                              f"{self.bgr.shape}")
         back = _UPRIGHT[_INVERSE[self.orientation]]
         new, old = back(swapped), back(self.bgr)
-        if self.header.grey:
-            new, old = (cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_BGR2GRAY) for a in (new, old))
-        changed = new != old
-        if changed.ndim == 3:
-            changed = changed.any(axis=2)
         out = self.pixels.copy()
-        rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
-        if rows.size == 0:
-            return out
-        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        delta = new[box].astype(np.int32) - old[box]
-        colour = out[box] if out.ndim == 2 else out[box][..., :3]
-        if delta.ndim < colour.ndim:
-            delta = delta[..., None]  # grey change applied to every colour channel
         top = np.iinfo(out.dtype).max
-        colour[...] = np.clip(colour.astype(np.int32) + delta * (top // 255), 0, top)
+        # a band of rows at a time: full-size comparison and int32 temporaries cost ~10x the
+        # image (3.2 GB peak for a 108-megapixel photo); per band, only what changed is touched
+        for start in range(0, new.shape[0], RESTORE_ROWS):
+            rows = slice(start, start + RESTORE_ROWS)
+            band_new, band_old = new[rows], old[rows]
+            if self.header.grey:
+                band_new, band_old = (cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_BGR2GRAY)
+                                      for a in (band_new, band_old))
+            changed = band_new != band_old
+            if changed.ndim == 3:
+                changed = changed.any(axis=2)
+            cols = np.flatnonzero(changed.any(axis=0))
+            if cols.size == 0:
+                continue
+            box = slice(cols[0], cols[-1] + 1)
+            delta = band_new[:, box].astype(np.int32) - band_old[:, box]
+            colour = out[rows, box] if out.ndim == 2 else out[rows, box][..., :3]
+            if delta.ndim < colour.ndim:
+                delta = delta[..., None]  # grey change applied to every colour channel
+            colour[...] = np.clip(colour.astype(np.int32) + delta * (top // 255), 0, top)
         return out
 
 

@@ -71,6 +71,45 @@ def test_sixteen_bit_stays_sixteen_bit_outside_the_change(tmp_path):
     np.testing.assert_array_equal(inside, np.clip(expected, 0, 65535))
 
 
+def test_restore_works_band_by_band_with_the_same_result_and_bounded_memory(tmp_path, monkeypatch):
+    """restore() compares and patches a few rows at a time: edits spread over several bands
+    (each with its own column extent, one crossing a band edge) give exactly the whole-image
+    formula, in a rotated 16-bit file, and the temporaries stay a small multiple of one band."""
+    import tracemalloc
+
+    from mfs_fast.media import image as image_module
+
+    monkeypatch.setattr(image_module, "RESTORE_ROWS", 8)
+    rng = np.random.default_rng(4)
+    deep = rng.integers(0, 65536, (40, 30, 3), dtype=np.uint16)  # stored layout, shown rotated
+    write_image(tmp_path / "in.png", deep, metadata=ImageMetadata(exif=exif_bytes(6)))
+    image = read_image(tmp_path / "in.png")
+    edited = image.bgr.copy()
+    for top, left, value in ((0, 2, 250), (5, 20, 3), (14, 7, 128), (29, 0, 60)):
+        edited[top:top + 4, left:left + 5] = value
+    out = image.restore(edited)
+    back = lambda a: np.rot90(a, 1)  # undo orientation 6 (shown = stored turned 90 deg clockwise)
+    delta = back(edited).astype(np.int64) - back(image.bgr)
+    np.testing.assert_array_equal(out, np.clip(deep.astype(np.int64) + delta * 257, 0, 65535))
+    big = read_image(_write_big(tmp_path / "big.png"))  # 2000 x 1500 BGR: 9 MB
+    edited = big.bgr.copy()
+    edited[100:1900, 100:1400] //= 2
+    monkeypatch.setattr(image_module, "RESTORE_ROWS", 64)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    restored = big.restore(edited)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    assert peak < restored.nbytes * 1.5, peak  # the copy it returns plus a band's temporaries
+    np.testing.assert_array_equal(restored, edited)
+
+
+def _write_big(path):
+    image = cv2.resize(np.random.default_rng(5).integers(0, 256, (30, 40, 3), dtype=np.uint8), (1500, 2000))
+    write_image(path, image)
+    return path
+
+
 @pytest.mark.parametrize("layout", ["grey", "grey+alpha"])
 def test_grey_in_grey_out(tmp_path, layout):
     """A grayscale file gets a grey face, even when stored with alpha (read as 4 channels)."""
