@@ -257,10 +257,11 @@ class Swapper:
         self.stats.seconds["detect"] += time.perf_counter() - start
         return self._swap_faces(frames, detections, [None] * len(frames))
 
-    def tracker(self, every: int = 5, fps: float = 30.0, smooth: bool = True) -> FaceTracker:
+    def tracker(self, every: int = 5, fps: float = 30.0, smooth: bool = True, background: bool = False) -> FaceTracker:
         """A tracker for consecutive frames of one video (see :meth:`swap_tracked`); detects every
-        ``every`` frames (an :class:`MfsError` unless a whole number >= 1)."""
-        return FaceTracker(self.detector, every=every, fps=fps, smooth=smooth)
+        ``every`` frames (an :class:`MfsError` unless a whole number >= 1); ``background``: new
+        faces are searched for in a thread of their own, so no frame waits for the search (live)."""
+        return FaceTracker(self.detector, every=every, fps=fps, smooth=smooth, background=background)
 
     def swap_tracked(self, frame: np.ndarray, tracker: FaceTracker, out: np.ndarray | None = None) -> np.ndarray:
         """Swap one video frame using (and advancing) ``tracker``: steadier than ``swap``."""

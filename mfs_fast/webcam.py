@@ -89,8 +89,9 @@ def run_live(swapper: Swapper, camera: str | int = 0, window: bool = True, virtu
     None: drop for a camera index, not for a file or URL; True/False: as said). ``realtime``: a
     file's frames arrive at its own frame rate, as a camera delivers them (and late ones are
     dropped unless ``drop_late`` is False): how to measure live latency without a camera.
-    Faces are followed by the same :class:`~mfs_fast.face.FaceTracker` as video files, detecting
-    every ``every`` frames. The overlay shows the FPS and the latency from capture to output.
+    Faces are followed by the same :class:`~mfs_fast.face.FaceTracker` as video files, looking for
+    new faces every ``every`` frames, here in a thread of its own (``background``) so that no frame
+    waits for that search. The overlay shows the FPS and the latency from capture to output.
     """
     check_every(every)  # before a camera or window is opened
     if window and not gui_available():
@@ -98,7 +99,7 @@ def run_live(swapper: Swapper, camera: str | int = 0, window: bool = True, virtu
                        "window, or pass --no-window (with pyvirtualcam installed, frames go to the virtual camera)")
     capture = open_capture(camera)
     fps_hint = capture.get(cv2.CAP_PROP_FPS) or 30.0
-    tracker = swapper.tracker(every=every, fps=fps_hint)
+    tracker = swapper.tracker(every=every, fps=fps_hint, background=True)  # no frame waits for a face search
     pool = FramePool()
     stats, output = LiveStats(), _Output(window, virtual_camera, fps_hint)
     stages = [(name, keep_tag(fn)) for name, fn in swapper.frame_stages(tracker, pool)]
@@ -119,6 +120,7 @@ def run_live(swapper: Swapper, camera: str | int = 0, window: bool = True, virtu
     finally:
         capture.release()
         output.close()
+        tracker.close()
         stats.seconds = time.perf_counter() - start
         stats.dropped = run.dropped
     return stats

@@ -153,6 +153,14 @@ class BlazeFaceDetector:
         self.min_presence = float(min_presence)
         self.tile = None if min_eye_distance is None else max(1, round(float(min_eye_distance) * TILE_PER_EYE_DISTANCE))
         self.mesh = FaceMesh(engine) if self.refine_landmarks else None
+        self._settings = dict(min_score=min_score, refine_landmarks=refine_landmarks, min_presence=min_presence,
+                              nms_iou=nms_iou, min_eye_distance=min_eye_distance, engine=engine)
+
+    def clone(self) -> "BlazeFaceDetector":
+        """The same detector with interpreters of its own: one interpreter must not run in two
+        threads at once, so a search in another thread (:class:`~mfs_fast.face.FaceTracker`'s
+        ``background``) runs on a clone."""
+        return type(self)(**self._settings)
 
     def candidates(self, image: np.ndarray) -> list[Detection]:
         """BlazeFace detections in the whole frame and, when it is larger than a tile, in every

@@ -9,11 +9,18 @@ matched to tracks by index through an assignment on box overlap and centre dista
 detector's list keep their own track and smoothing state. Each
 track's 5 landmarks go through its own One-Euro filter (Casiez et al., CHI 2012): strong
 smoothing while the face is still, little lag when it moves.
+
+With ``background=True`` (live video, where each frame's latency counts) the periodic search
+for new faces, and the one after a face is lost, run in a thread of their own on a clone of the
+detector, so no frame waits for them: their faces join the tracks on the first frame after the
+search finishes, followed into that frame by ``track``. With nothing to track, the frame is
+searched at once, as without ``background``.
 """
 
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -156,13 +163,18 @@ class FaceTracker:
     """
 
     def __init__(self, detector: FaceDetector, every: int = 5, smooth: bool = True, fps: float = 30.0,
-                 min_cutoff: float = 1.0, beta: float = 0.05) -> None:
+                 min_cutoff: float = 1.0, beta: float = 0.05, background: bool = False) -> None:
         check_every(every)
         self.detector, self.every, self.smooth = detector, int(every), smooth
         self.filter_options = dict(rate=fps, min_cutoff=min_cutoff, beta=beta)
         self.tracks: list[Track] = []
         self.frame_index = 0
         self._next_id = 0
+        # a search for new faces in a thread needs track, detect_new and an interpreter of its own
+        self.background = background and all(hasattr(detector, name) for name in ("track", "detect_new", "clone"))
+        self._searcher: FaceDetector | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._search: Future | None = None
 
     @property
     def ids(self) -> list[int]:
@@ -170,7 +182,10 @@ class FaceTracker:
         return [t.track_id for t in self.tracks]
 
     def update(self, frame: np.ndarray) -> list[Face]:
-        """The faces in ``frame``, continuing the tracks of the previous frame."""
+        """The faces in ``frame``, continuing the tracks of the previous frame. With
+        ``background``, ``frame`` must stay unchanged until the next call (it may be searched)."""
+        if self.background:
+            return self._update_in_background(frame)
         if self.tracks and hasattr(self.detector, "track"):
             faces = self.detector.track(frame, [t.face for t in self.tracks])
             if len(faces) < len(self.tracks) or self.frame_index % self.every == 0:
@@ -180,6 +195,33 @@ class FaceTracker:
         self.frame_index += 1
         self.tracks = self._associate(faces)
         return [t.face for t in self.tracks]
+
+    def _update_in_background(self, frame: np.ndarray) -> list[Face]:
+        if not self.tracks:  # nothing to follow (the first frame, an empty scene): this frame needs the search
+            faces, wanted = self.detector.detect(frame), False
+        else:
+            faces = self.detector.track(frame, [t.face for t in self.tracks])
+            wanted = len(faces) < len(self.tracks) or self.frame_index % self.every == 0
+        if self._search is not None and self._search.done():
+            found, self._search = self._search.result(), None
+            found = [f for f in found if all(box_iou(f.box, t.box) <= 0.3 for t in faces)]
+            if found:  # found on an earlier frame: followed into this one, as tracks are
+                moved = self.detector.track(frame, found)
+                faces = faces + [f for f in moved if all(box_iou(f.box, t.box) <= 0.3 for t in faces)]
+        if wanted and self._search is None:
+            if self._pool is None:
+                self._searcher = self.detector.clone()
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mfs-face-search")
+            self._search = self._pool.submit(self._searcher.detect_new, frame, list(faces))
+        self.frame_index += 1
+        self.tracks = self._associate(faces)
+        return [t.face for t in self.tracks]
+
+    def close(self) -> None:
+        """Stop the background search, if any (its result is dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool, self._search = None, None
 
     def _new_faces(self, frame: np.ndarray, tracked: list[Face]) -> list[Face]:
         """Detected faces that are not among ``tracked`` (boxes overlapping by IoU > 0.3)."""

@@ -8,6 +8,7 @@ on tracks holding arrays); here each track must stay on its own face through the
 
 from __future__ import annotations
 
+import time
 from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
@@ -110,6 +111,46 @@ def test_tracks_stay_on_their_faces_through_the_crossing(clip, detector, every):
         for track_id, face in zip(tracker.ids, faces):
             (name,) = [n for n, box in zip("AB", boxes) if _inside(face.landmarks.mean(axis=0), box)]
             assert owner.setdefault(name, track_id) == track_id, f"track {track_id} jumped to face {name}"
+    assert len(set(owner.values())) == 2
+
+
+def test_a_face_entering_is_found_by_a_search_in_the_background(clip):
+    """background=True (webcam mode): face A is there from the start, face B enters at frame 6.
+    Frames are never searched in the caller's thread once something is tracked: the searches
+    run on the detector's clone in their own thread, B joins a few frames after it appears,
+    and both then keep their own tracks through the crossing."""
+    import threading
+
+    from mfs_fast.face import FaceTracker
+    from mfs_fast.face.detectors import BlazeFaceDetector
+
+    calls: list[tuple[int, str]] = []
+
+    class Recording(BlazeFaceDetector):
+        def detect_new(self, image, known):
+            calls.append((id(self), threading.current_thread().name))
+            return super().detect_new(image, known)
+
+    detector = Recording()
+    frames = [frame.copy() for frame in clip.frames]
+    for frame, (_, (x1, y1, x2, y2)) in zip(frames[:6], clip.boxes[:6]):
+        frame[y1:y2, x1:x2] = frame[0, 0]  # B not there yet: background colour over its square
+    tracker = FaceTracker(detector, every=2, background=True)
+    counts, owner = [], {}
+    try:
+        for frame, boxes in zip(frames, clip.boxes):
+            faces = tracker.update(frame)
+            counts.append(len(faces))
+            for track_id, face in zip(tracker.ids, faces):
+                (name,) = [n for n, box in zip("AB", boxes) if _inside(face.landmarks.mean(axis=0), box)]
+                assert owner.setdefault(name, track_id) == track_id, f"track {track_id} jumped to face {name}"
+            time.sleep(0.05)  # a camera's frame interval: a search finishes between frames
+    finally:
+        tracker.close()
+    assert counts[:6] == [1] * 6 and counts[-1] == 2 and 2 in counts[6:12], counts
+    assert calls[0] == (id(detector), "MainThread")  # frame 0: nothing to follow yet, searched at once
+    assert len(calls) > 3 and all(instance != id(detector) and thread.startswith("mfs-face-search")
+                                  for instance, thread in calls[1:])
     assert len(set(owner.values())) == 2
 
 
