@@ -27,6 +27,9 @@ NUM_KEYPOINTS = 6
 SCORE_CLIP = 100.0  # score_clipping_thresh
 DEFAULT_MIN_SCORE = 0.5  # MediaPipe's usual min_score_thresh (its tfjs full-range config says 0.6)
 DEFAULT_NMS_IOU = 0.3  # min_suppression_threshold
+# images per forward pass: a 1080p frame's tiles fit in one; a 108-megapixel photo's ~340 tiles in
+# one pass took a 1.1 GB batch interpreter, kept for reuse (LiteRT keeps one per batch size)
+MAX_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -165,11 +168,13 @@ class BlazeFace:
         return self.detect_many([image_bgr])[0]
 
     def detect_many(self, images_bgr: list[np.ndarray]) -> list[list[Detection]]:
-        """detect() for several images (e.g. tiles of one frame) in one batched forward pass."""
-        if not images_bgr:
-            return []
-        regressors, logits, boxes = self.raw_outputs(images_bgr)
-        return [self._decode(r, l, box) for r, l, box in zip(regressors, logits, boxes)]
+        """detect() for several images (e.g. tiles of one frame) in batched forward passes of at
+        most MAX_BATCH images, so memory stays bounded however many tiles a huge photo has."""
+        found = []
+        for start in range(0, len(images_bgr), MAX_BATCH):
+            regressors, logits, boxes = self.raw_outputs(images_bgr[start:start + MAX_BATCH])
+            found += [self._decode(r, l, box) for r, l, box in zip(regressors, logits, boxes)]
+        return found
 
     def _decode(self, regressors: np.ndarray, logits: np.ndarray, box: Letterbox) -> list[Detection]:
         """One image's outputs -> detections above min_score, merged, in frame pixels."""
