@@ -137,7 +137,7 @@ def _cmd_swap(args: argparse.Namespace) -> None:
     else:
         _container_for(Path(args.output))
     _check_writable(args.output)
-    swapper = _make_swapper(args, create_detector(args.detector))
+    swapper = _make_swapper(args, create_detector(args.detector, **_detector_options(args)))
     if kind == "image":
         swapper.swap_image(args.target, args.output, inputs=inputs)
         _print_summary(swapper, args.output)
@@ -194,9 +194,19 @@ def _make_swapper(args: argparse.Namespace, detector=None):
     from .pipeline import Swapper
 
     options = _swapper_options(args)
-    if detector is not None:
+    if detector is not None:  # made from the same options already
         options["detector"] = detector
+        options.pop("detector_options")
     return Swapper(args.source, args.weights, reference=args.reference, **options)
+
+
+def _detector_options(args: argparse.Namespace) -> dict:
+    """--min-eye-distance, for the detector that has it (blazeface)."""
+    if args.min_eye_distance is None:
+        return {}
+    if args.detector != "blazeface":
+        raise MfsError(f"--min-eye-distance applies to the blazeface detector, not to {args.detector!r}")
+    return {"min_eye_distance": args.min_eye_distance}
 
 
 def _swapper_options(args: argparse.Namespace) -> dict:
@@ -204,7 +214,8 @@ def _swapper_options(args: argparse.Namespace) -> dict:
     reference aside: plain values, so a batch can hand them to worker processes."""
     from .backends import DEFAULT_BACKEND
 
-    return dict(backend=args.backend or DEFAULT_BACKEND, strict=args.strict, detector=args.detector, faces=args.faces,
+    return dict(backend=args.backend or DEFAULT_BACKEND, strict=args.strict, detector=args.detector,
+                detector_options=_detector_options(args), faces=args.faces,
                 similarity=args.similarity, identity_encoder=args.identity_encoder, detail=args.detail,
                 chroma=args.chroma, brightness=args.brightness, eyes=args.eyes, watermark=not args.no_watermark,
                 watermark_id=args.watermark_id)
@@ -324,7 +335,7 @@ def _bench_pipeline(args: argparse.Namespace) -> None:
         raise MfsError(f"{args.pipeline} is not a video: bench --pipeline times a whole video through swap")
     info = probe_video(args.pipeline)
     swapper = Swapper(args.source or SOURCE_PHOTO, args.weights, backend=args.backend or DEFAULT_BACKEND,
-                      detector=args.detector)
+                      detector=args.detector, detector_options=_detector_options(args))
     runs = bench_video(swapper, args.pipeline, rounds=args.video_rounds, every=args.every, quality=args.quality,
                        preset=args.preset)
     live = bench_live(swapper, args.pipeline, every=args.every)
@@ -552,10 +563,23 @@ def _add_swapper_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="fail instead of falling back to the next backend")
     p.add_argument("--detector", default="blazeface", help="blazeface, or the path of an SCRFD .onnx file "
                    "(scrfd alone: the file named by $MFS_FAST_SCRFD_MODEL)")
+    _add_min_eye_distance(p)
     p.add_argument("--no-watermark", action="store_true", help="do not mark outputs as synthetic (no invisible "
                    "watermark, no provenance metadata); prints a warning. See README, Responsible use")
     p.add_argument("--watermark-id", type=_watermark_id, default=0, metavar="N",
                    help="a user id (1..65535) carried in the watermark's payload (default 0: none)")
+
+
+def _min_eye_distance(text: str) -> float:
+    from .face.detectors import check_min_eye_distance
+
+    return _library_check(check_min_eye_distance, float, text)
+
+
+def _add_min_eye_distance(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-eye-distance", type=_min_eye_distance, metavar="PIXELS",
+                   help="blazeface: the smallest faces to look for, in pixels between the eyes (default 24; 20 finds "
+                   "more of a 1080p crowd's small faces at ~20 %% more detection time, bench/RESULTS.md)")
 
 
 def _watermark_id(text: str) -> int:
@@ -675,6 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="--pipeline: the face to put in (default: the bundled demo photo)")
     p.add_argument("--weights", help="--pipeline: weights name or folder (default: the bundled starter weights)")
     p.add_argument("--detector", default="blazeface", help="--pipeline: face detector (as for swap)")
+    _add_min_eye_distance(p)
     p.add_argument("--every", type=_every, default=5, help="--pipeline: run the detector every N frames")
     p.add_argument("--video-rounds", type=_positive_int, default=1, help="--pipeline: passes per path, alternating")
     _add_encoder_options(p)

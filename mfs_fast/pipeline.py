@@ -90,6 +90,10 @@ class Swapper:
     :mod:`mfs_fast.watermark`, ``mfs-fast verify`` finds it), carrying ``watermark_id`` (0..65535,
     0: none) in its payload; ``False`` leaves outputs unmarked and warns.
 
+    ``detector``: a name (``"blazeface"``), the path of an SCRFD ``.onnx`` file, or a detector object;
+    ``detector_options``: keywords for a named one (blazeface: ``min_eye_distance``, the smallest
+    faces looked for, 24 px between the eyes by default).
+
     ``threads``: the named backend's worker threads (default: its own, usually every CPU this process
     may use); a process pool running several swappers side by side gives each its share.
 
@@ -105,6 +109,7 @@ class Swapper:
         backend: str | Sequence[str] | Backend = DEFAULT_BACKEND,
         strict: bool = False,
         detector: str | FaceDetector = "blazeface",
+        detector_options: dict | None = None,
         faces: str = "all",
         reference: str | Path | np.ndarray | AlignedCrop | None = None,
         similarity: float | None = None,
@@ -153,7 +158,9 @@ class Swapper:
         if isinstance(detector, str):
             from .face.detectors import create_detector
 
-            detector = create_detector(detector)
+            detector = create_detector(detector, **(detector_options or {}))
+        elif detector_options:
+            raise MfsError("detector_options apply to a detector given by name, not to a detector object")
         self.detector: FaceDetector = detector
         self.selector = FaceSelector(faces, threshold=similarity)
         self._encoder_choice = identity_encoder

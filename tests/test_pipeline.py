@@ -227,6 +227,8 @@ def test_faces_that_do_not_match_the_reference_are_counted_apart(official_models
     ("--detail", "12", "detail must be between 0 (off) and 8 crop pixels, got 12.0"),
     ("--chroma", "2", "chroma must be a share from 0 (the target's) to 1 (the swap's), got 2.0"),
     ("--brightness", "x", "expected a number, got 'x'"),
+    ("--min-eye-distance", "0", "min_eye_distance must be a positive number of pixels, got 0.0"),
+    ("--min-eye-distance", "nan", "min_eye_distance must be a positive number of pixels, got nan"),
 ])
 def test_cli_refuses_an_impossible_option_in_one_line(tmp_path, option, value, message):
     """As a user runs it: refused before any file is read (these do not even exist)."""
@@ -296,3 +298,26 @@ def test_the_native_idn_takes_half_the_cores_while_video_stages_overlap(tmp_path
     chosen = Swapper(_astronaut_bgr(), threads=full)
     with chosen.idn_sharing_cores():
         assert chosen.core.threads == full
+
+
+def test_smaller_faces_on_request(tmp_path):
+    """detector_options reach a detector given by name (--min-eye-distance on the command line):
+    smaller tiles for smaller faces; a detector object takes none, and an SCRFD file refuses the
+    option in one line, before anything is read."""
+    import subprocess
+    import sys
+
+    from mfs_fast.face.detectors import TILE_PER_EYE_DISTANCE
+
+    swapper = Swapper(_astronaut_bgr(), detector_options={"min_eye_distance": 20})
+    assert swapper.detector.tile == round(20 * TILE_PER_EYE_DISTANCE) < Swapper(_astronaut_bgr()).detector.tile
+    with pytest.raises(MfsError, match="detector_options apply to a detector given by name"):
+        Swapper(_astronaut_bgr(), detector=swapper.detector, detector_options={"min_eye_distance": 20})
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(tmp_path / name), _astronaut_bgr())
+    proc = subprocess.run([sys.executable, "-m", "mfs_fast", "swap", "--source", tmp_path / "a.jpg", "--target",
+                           tmp_path / "b.jpg", "-o", tmp_path / "c.jpg", "--detector", tmp_path / "m.onnx",
+                           "--min-eye-distance", "20"], capture_output=True, text=True, timeout=300)
+    assert not (tmp_path / "c.jpg").exists()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--min-eye-distance applies to the blazeface detector" in proc.stderr

@@ -9,6 +9,8 @@ frame's faces, all faces in one batch; call detect() again every few frames or w
 
 from __future__ import annotations
 
+import math
+
 from typing import Callable
 
 import numpy as np
@@ -119,6 +121,14 @@ TILE_PER_EYE_DISTANCE = 192 / 6
 TILE_OVERLAP = 0.25  # faces up to a quarter tile wide are whole in some tile; larger ones: the whole-frame pass
 
 
+def check_min_eye_distance(pixels: object) -> float:
+    """The smallest faces to look for, in frame pixels between the eyes: a positive number."""
+    if isinstance(pixels, bool) or not isinstance(pixels, (int, float, np.integer, np.floating)) or not pixels > 0 \
+            or not math.isfinite(pixels):
+        raise MfsError(f"min_eye_distance must be a positive number of pixels, got {pixels!r}")
+    return float(pixels)
+
+
 def _on_face(detection: Detection, face: Face) -> bool:
     """A detection of an already known face: its eye midpoint within one eye distance of the
     face's (see _same_face)."""
@@ -146,8 +156,8 @@ class BlazeFaceDetector:
 
     def __init__(self, min_score: float = 0.4, refine_landmarks: bool = True, min_presence: float = 0.5,
                  nms_iou: float = 0.3, min_eye_distance: float | None = 24.0, engine: str = "auto"):
-        if min_eye_distance is not None and not float(min_eye_distance) > 0:
-            raise MfsError(f"min_eye_distance must be a positive number of pixels (or None), got {min_eye_distance!r}")
+        if min_eye_distance is not None:
+            check_min_eye_distance(min_eye_distance)
         self.blazeface = BlazeFace(min_score=min_score, nms_iou=nms_iou, engine=engine)
         self.refine_landmarks = bool(refine_landmarks)
         self.min_presence = float(min_presence)
