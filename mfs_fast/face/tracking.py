@@ -204,10 +204,10 @@ class FaceTracker:
             wanted = len(faces) < len(self.tracks) or self.frame_index % self.every == 0
         if self._search is not None and self._search.done():
             found, self._search = self._search.result(), None
-            found = [f for f in found if all(box_iou(f.box, t.box) <= 0.3 for t in faces)]
+            found = not_among(found, faces)
             if found:  # found on an earlier frame: followed into this one, as tracks are
                 moved = self.detector.track(frame, found)
-                faces = faces + [f for f in moved if all(box_iou(f.box, t.box) <= 0.3 for t in faces)]
+                faces = faces + not_among(moved, faces)
         if wanted and self._search is None:
             if self._pool is None:
                 self._searcher = self.detector.clone()
@@ -227,7 +227,7 @@ class FaceTracker:
         """Detected faces that are not among ``tracked`` (boxes overlapping by IoU > 0.3)."""
         if hasattr(self.detector, "detect_new"):  # skips the work on tracked faces (BlazeFaceDetector)
             return self.detector.detect_new(frame, tracked)
-        return [f for f in self.detector.detect(frame) if all(box_iou(f.box, t.box) <= 0.3 for t in tracked)]
+        return not_among(self.detector.detect(frame), tracked)
 
     def _associate(self, faces: list[Face]) -> list[Track]:
         """Continue matched tracks, start new ones for unmatched faces; unmatched tracks end."""
@@ -245,6 +245,11 @@ class FaceTracker:
             track.face = face
             tracks.append(track)
         return sorted(tracks, key=lambda t: t.track_id)
+
+
+def not_among(found: list[Face], known: list[Face], max_iou: float = 0.3) -> list[Face]:
+    """The faces of ``found`` that are none of ``known`` (no box overlap above ``max_iou``)."""
+    return [f for f in found if all(box_iou(f.box, k.box) <= max_iou for k in known)]
 
 
 def check_every(every: object) -> int:
