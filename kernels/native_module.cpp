@@ -10,6 +10,7 @@ PYBIND11_MODULE(_native, m) {
     mfs_native::bind_blocks(m);
     mfs_native::bind_fused_idn(m);
     mfs_native::bind_pipeline(m);
+    mfs_native::bind_yuv(m);
 
     m.attr("compiler") = pybind11::str(
 #if defined(__clang__)

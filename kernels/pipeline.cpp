@@ -15,6 +15,26 @@ const PipelineKernels* pipeline_kernels_for(const std::string& isa) {
     return pipeline_kernels_portable();
 }
 
+YuvCoefficients yuv_coefficients(double kr, double kb, bool full_range) {
+    const double kg = 1.0 - kr - kb;
+    const double ys = full_range ? 1.0 : 219.0 / 255.0, cs = full_range ? 1.0 : 224.0 / 255.0;
+    auto fixed = [](double v) { return static_cast<std::int32_t>(std::lround(v * 65536.0)); };
+    YuvCoefficients c;
+    c.y_offset = full_range ? 0 : 16;
+    // to BGR: E = (Y - y_offset) / ys, B = E + 2 (1 - kb) Cb / cs, R = E + 2 (1 - kr) Cr / cs, G = (E - kr R - kb B) / kg
+    c.y_scale = fixed(1.0 / ys);
+    c.b_u = fixed(2.0 * (1.0 - kb) / cs);
+    c.r_v = fixed(2.0 * (1.0 - kr) / cs);
+    c.g_u = fixed(2.0 * (1.0 - kb) * kb / kg / cs);
+    c.g_v = fixed(2.0 * (1.0 - kr) * kr / kg / cs);
+    // to YUV: Y = ys (kr R + kg G + kb B) + y_offset, Cb = cs (B - E') / (2 (1 - kb)) + 128, Cr likewise
+    c.y_b = fixed(ys * kb), c.y_g = fixed(ys * kg), c.y_r = fixed(ys * kr);
+    const double u = cs / (2.0 * (1.0 - kb)), v = cs / (2.0 * (1.0 - kr));
+    c.u_b = fixed(u * (1.0 - kb)), c.u_g = fixed(-u * kg), c.u_r = fixed(-u * kr);
+    c.v_b = fixed(-v * kb), c.v_g = fixed(-v * kg), c.v_r = fixed(v * (1.0 - kr));
+    return c;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Geometry
 

@@ -64,11 +64,32 @@ struct PasteJob {
     bool additive = false;
 };
 
+// A YCbCr matrix and range in fixed point (16 fractional bits; yuv.hpp): to BGR,
+// value = y_scale (Y - y_offset) + (chroma terms); to YUV, Y = y_* . (B, G, R) + y_offset and
+// Cb, Cr = *_b, *_g, *_r . (B, G, R) + 128.
+struct YuvCoefficients {
+    std::int32_t y_scale = 0, y_offset = 0, b_u = 0, g_u = 0, g_v = 0, r_v = 0;
+    std::int32_t y_b = 0, y_g = 0, y_r = 0, u_b = 0, u_g = 0, u_r = 0, v_b = 0, v_g = 0, v_r = 0;
+};
+// kr, kb: the matrix's red and blue weights (BT.601 0.299, 0.114; BT.709 0.2126, 0.0722);
+// full_range: 0-255 luma and chroma (JPEG) instead of 16-235 / 16-240 (video).
+YuvCoefficients yuv_coefficients(double kr, double kb, bool full_range);
+
+// A BGR frame (H x W x 3) and its I420 planes: Y (H x W), then Cb and Cr ((H+1)/2 x (W+1)/2).
+struct YuvJob {
+    std::uint8_t* bgr = nullptr;
+    std::uint8_t *y = nullptr, *u = nullptr, *v = nullptr;
+    int width = 0, height = 0;
+    YuvCoefficients c;
+};
+
 // The per-ISA kernels of the pipeline. Row ranges may run concurrently on different threads.
 struct PipelineKernels {
     const char* name;
     void (*warp_rows)(const WarpJob&, int y0, int y1);   // crop rows [y0, y1)
     void (*paste_rows)(const PasteJob&, int r0, int r1);  // box rows [r0, r1)
+    void (*i420_to_bgr_rows)(const YuvJob&, int r0, int r1);  // frame rows [r0, r1)
+    void (*bgr_to_i420_rows)(const YuvJob&, int p0, int p1);  // row pairs [p0, p1) (even sizes)
 };
 const PipelineKernels* pipeline_kernels_portable();
 const PipelineKernels* pipeline_kernels_avx2();  // null when not compiled in

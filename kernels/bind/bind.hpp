@@ -20,6 +20,7 @@ void bind_modulation(py::module_& m);  // modulate_demodulate(_into)            
 void bind_blocks(py::module_& m);      // isas, default_isa and the per-block functions           (blocks.cpp)
 void bind_fused_idn(py::module_& m);   // FusedIDN: the whole IDN                                  (fused_idn.cpp)
 void bind_pipeline(py::module_& m);    // the frame stages and PipelineCore (needs FusedIDN bound)  (pipeline.cpp)
+void bind_yuv(py::module_& m);         // i420_to_bgr, bgr_to_i420: frames for the video pipes      (yuv.cpp)
 
 // The engine of a mfs_fast._native.FusedIDN (ValueError naming the type of anything else).
 mfs::FusedIDNEngine& fused_engine(const py::object& engine);

@@ -168,6 +168,9 @@ class VideoInfo:
     time_base: Fraction | None = None  # the stream's tick: every frame timestamp is a whole number of them
     start: Fraction = Fraction(0)  # the file's start time (seconds, to the microsecond): timelines count from it
     variable_rate: bool = False  # frame steps are not whole multiples of one duration (dropped frames are not VFR)
+    pixel_format: str | None = None  # of the decoded frames (e.g. yuv420p), as ffmpeg names it
+    colour_space: str | None = None  # the YUV matrix the stream states (bt709, smpte170m, unknown, ...)
+    colour_range: str | None = None  # tv (limited), pc (full) or unknown
 
 
 @dataclass
@@ -285,7 +288,16 @@ def probe_video(path: PathLike) -> VideoInfo:
         audio_codec=header.audio_codecs[0] if header.audio_codecs else None,
         audio_codecs=header.audio_codecs, rotation=header.rotation, avg_fps=header.avg_fps,
         video_codec=header.video_codec, time_base=time_base, start=header.start,
-        variable_rate=cadence is not None and cadence.variable)
+        variable_rate=cadence is not None and cadence.variable, **_colour(proc.stderr))
+
+
+def _colour(stderr: str) -> dict[str, str | None]:
+    """Pixel format, colour space and range of the first decoded frame, from ``showinfo``'s lines."""
+    fmt = re.search(r"Parsed_showinfo.* fmt:(\S+)", stderr)
+    colour = re.search(r"Parsed_showinfo.* color_range:(\S+) color_space:(\S+)", stderr)
+    return {"pixel_format": fmt.group(1) if fmt else None,
+            "colour_range": colour.group(1) if colour else None,
+            "colour_space": colour.group(2) if colour else None}
 
 
 @dataclass(frozen=True)

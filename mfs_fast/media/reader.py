@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import VideoError
 from .ffmpeg import _grow_pipe, _popen, _read_log, _stop_process, _tail, ffmpeg_exe
 from .probe import PathLike, VideoInfo, _existing_file, probe_video
+from .yuv import I420Decoding, i420_decoding, i420_size
 
 
 def read_frames(path: PathLike, *, prefetch: int = 4) -> Iterator[np.ndarray]:
@@ -65,13 +66,14 @@ def _decode(path: Path, info: VideoInfo, prefetch: int) -> Iterator[tuple[Fracti
     ``-copyts``: the file's own timestamps, from which we subtract its start time ourselves (ffmpeg
     would subtract the start of only the streams it uses, losing the offset to the audio).
     """
+    i420 = i420_decoding(info.pixel_format, info.colour_space, info.colour_range)
     log = tempfile.TemporaryFile()
     stats_read, stats_write = os.pipe()
     try:
         proc = _popen(
             [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-copyts", "-i", str(path), "-map", "0:V:0",
              "-fps_mode", "passthrough", "-enc_time_base", "demux", "-s", f"{info.width}x{info.height}",
-             "-pix_fmt", "bgr24", "-stats_enc_pre", f"pipe:{stats_write}", "-stats_enc_pre_fmt", "{ptsi} {tbi}",
+             "-pix_fmt", "yuv420p" if i420 else "bgr24", "-stats_enc_pre", f"pipe:{stats_write}", "-stats_enc_pre_fmt", "{ptsi} {tbi}",
              "-f", "rawvideo", "pipe:1"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, bufsize=0, pass_fds=(stats_write,))
     except BaseException:
@@ -84,7 +86,7 @@ def _decode(path: Path, info: VideoInfo, prefetch: int) -> Iterator[tuple[Fracti
     _grow_pipe(proc.stdout, info.width * info.height * 3)
     reader = None
     try:
-        frames = _timed(_raw_frames(proc.stdout, info.height, info.width, path), stats, info)
+        frames = _timed(_raw_frames(proc.stdout, info.height, info.width, path, i420), stats, info)
         if prefetch > 0:
             frames = reader = _BackgroundReader(frames, prefetch)
         yield from frames
@@ -131,11 +133,14 @@ def _warn_on_decode_errors(path: Path, log: str) -> None:
                       f"{_tail(log)}", stacklevel=4)
 
 
-def _raw_frames(pipe: IO[bytes], height: int, width: int, path: Path) -> Iterator[np.ndarray]:
-    """Exact-size frames read straight into new arrays (no intermediate bytes objects)."""
-    size = height * width * 3
+def _raw_frames(pipe: IO[bytes], height: int, width: int, path: Path,
+                i420: I420Decoding | None = None) -> Iterator[np.ndarray]:
+    """Exact-size BGR frames read straight into new arrays (no intermediate bytes objects); with
+    ``i420``, the pipe carries I420, read into one reused buffer and converted into new arrays."""
+    size = i420_size(height, width) if i420 else height * width * 3
+    planes = np.empty(size, np.uint8) if i420 else None
     while True:
-        frame = np.empty((height, width, 3), np.uint8)
+        frame = planes if i420 else np.empty((height, width, 3), np.uint8)
         view = memoryview(frame).cast("B")
         got = 0
         while got < size:
@@ -147,7 +152,7 @@ def _raw_frames(pipe: IO[bytes], height: int, width: int, path: Path) -> Iterato
             return
         if got < size:
             raise VideoError(f"{path}: the last frame from ffmpeg is incomplete ({got} of {size} bytes)")
-        yield frame
+        yield i420.to_bgr(planes, height, width) if i420 else frame
 
 
 class _BackgroundReader:
