@@ -45,9 +45,35 @@ inline void pack_weights(const float* w, int M, int K, float* out) {  // w: M x 
             }
 }
 
+// bfloat16 of a float, rounded to nearest even (as AVX512-BF16's conversions round); NaN stays NaN.
+inline std::uint16_t to_bf16(float f) {
+    std::uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return static_cast<std::uint16_t>(u >> 16);
+}
+
+// pack_weights' layout with k taken in pairs, as bf16: element (b, kp, r) holds W[o, 2 kp] in its
+// low half and W[o, 2 kp + 1] (0 past K) in its high half, what a bf16 dot product multiplies.
+inline std::size_t packed_bf16_size(int M, int K) { return std::size_t(ceil_div(M, MR)) * MR * ceil_div(K, 2); }
+
+inline void pack_bf16_pairs(const float* packed, int M, int K, std::uint32_t* out) {  // packed: pack_weights'
+    const int Kp = ceil_div(K, 2);
+    for (int b = 0; b < ceil_div(M, MR); ++b)
+        for (int kp = 0; kp < Kp; ++kp)
+            for (int r = 0; r < MR; ++r) {
+                const int k = 2 * kp;
+                const float lo = packed[(std::size_t(b) * K + k) * MR + r];
+                const float hi = k + 1 < K ? packed[(std::size_t(b) * K + k + 1) * MR + r] : 0.0f;
+                out[(std::size_t(b) * Kp + kp) * MR + r] = std::uint32_t(to_bf16(lo)) | (std::uint32_t(to_bf16(hi)) << 16);
+            }
+}
+
 // y[o] = act(scale[o] * sum_i A[o, i] x[i] + bias[o]) over a tile of pixels.
 struct Pointwise {
     const float* a = nullptr;      // packed (pack_weights), M x K
+    const std::uint32_t* a16 = nullptr;  // the same as bf16 pairs (pack_bf16_pairs): used by kernel sets with bf16 GEMMs
     int M = 0, K = 0;
     const float* scale = nullptr;  // per output channel (demodulation d of the factored form), or null
     const float* bias = nullptr;   // per output channel (BN folded), or null
@@ -178,12 +204,16 @@ struct KernelTable {
     // Plain pointwise over x (K planes of P pixels, channel stride x_stride): for tests.
     void (*pointwise_tile)(const Pointwise&, const float* x, std::size_t x_stride, int p0, int p1, int m0, int m1,
                            float* out, std::size_t out_stride);
+    // GEMMs in bfloat16 (float32 sums) wherever a layer's Pointwise::a16 is set: the engine packs those
+    bool bf16_gemm = false;
 };
 
 const KernelTable* kernels_scalar();
 const KernelTable* kernels_avx2();  // null when not compiled in
 const KernelTable* kernels_neon();  // null when not compiled in
 const KernelTable* kernels_avx512();  // null when not compiled in
+const KernelTable* kernels_avx512bf16();  // null when not compiled in; never chosen by "auto"
+bool cpu_has_avx512bf16();
 bool cpu_has_avx2_fma();
 bool cpu_has_avx512();
 // "auto" (the best this CPU runs; MFS_FAST_ISA overrides), "avx2", "neon", "scalar".

@@ -31,6 +31,18 @@ bool cpu_has_avx512() {
 #endif
 }
 
+bool cpu_has_avx512bf16() {
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+    static const bool ok = [] {
+        __builtin_cpu_init();
+        return cpu_has_avx512() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16");
+    }();
+    return ok;
+#else
+    return false;
+#endif
+}
+
 std::vector<std::string> available_isas() {
     std::vector<std::string> names;
     if (kernels_avx512() && cpu_has_avx512()) names.push_back("avx512");
@@ -58,11 +70,16 @@ const KernelTable* select_kernels(const std::string& isa_in) {
         if (!cpu_has_avx512()) throw std::invalid_argument("isa 'avx512': this CPU lacks AVX-512 F/VL/DQ");
         return kernels_avx512();
     }
+    if (isa == "avx512bf16") {  // opt-in: bf16 GEMMs (never "auto", not in available_isas)
+        if (!kernels_avx512bf16()) throw std::invalid_argument("isa 'avx512bf16': not built for this architecture");
+        if (!cpu_has_avx512bf16()) throw std::invalid_argument("isa 'avx512bf16': this CPU lacks AVX512-BF16");
+        return kernels_avx512bf16();
+    }
     if (isa == "neon") {
         if (!kernels_neon()) throw std::invalid_argument("isa 'neon': not built for this architecture");
         return kernels_neon();
     }
-    throw std::invalid_argument("unknown isa '" + isa + "' (expected auto, avx512, avx2, neon or scalar)");
+    throw std::invalid_argument("unknown isa '" + isa + "' (expected auto, avx512, avx512bf16, avx2, neon or scalar)");
 }
 
 }  // namespace mfs

@@ -23,18 +23,32 @@ std::vector<float> packed(const float* w, int M, int K) {
 
 }  // namespace
 
+std::vector<std::uint32_t> FusedIDNEngine::bf16_of(const std::vector<float>& packed, int M, int K) const {
+    if (!k_->bf16_gemm) return {};
+    std::vector<std::uint32_t> out(packed_bf16_size(M, K));
+    pack_bf16_pairs(packed.data(), M, K, out.data());
+    return out;
+}
+
 FusedIDNEngine::FusedIDNEngine(int height, int width, HeadWeights heads, const std::vector<const float*>& bases,
                                const KernelTable* kernels)
     : H_(height), W_(width), k_(kernels), heads_(std::move(heads)) {
     check_idn_size(H_, W_);
     if (!k_) throw std::invalid_argument("no kernel set");
     check_head_weights(heads_);
-    for (int i = 0; i < IDN_MASK; ++i) mask_packed_[i] = packed(heads_.mask_pw[i].data(), MASK_CH[i + 1], MASK_CH[i]);
+    for (int i = 0; i < IDN_MASK; ++i) {
+        mask_packed_[i] = packed(heads_.mask_pw[i].data(), MASK_CH[i + 1], MASK_CH[i]);
+        mask_bf16_[i] = bf16_of(mask_packed_[i], MASK_CH[i + 1], MASK_CH[i]);
+    }
     final1_packed_ = packed(heads_.final_w1.data(), FINAL_HIDDEN, FINAL_IN);
+    final1_bf16_ = bf16_of(final1_packed_, FINAL_HIDDEN, FINAL_IN);
 
     if (!bases.empty()) {
         if (bases.size() != 9) throw std::invalid_argument("bases: expected 9 base pointwise kernels or none");
-        for (int l = 0; l < 9; ++l) base_packed_[l] = packed(bases[l], layer_out(l), layer_in(l));
+        for (int l = 0; l < 9; ++l) {
+            base_packed_[l] = packed(bases[l], layer_out(l), layer_in(l));
+            base_bf16_[l] = bf16_of(base_packed_[l], layer_out(l), layer_in(l));
+        }
         has_bases_ = true;
     }
     for (int l = 0; l < 9; ++l) {
@@ -91,6 +105,7 @@ FusedIDNEngine::FusedIDNEngine(int height, int width, HeadWeights heads, const s
     }
     UpLayer& last = dec_[IDN_DEC - 1];
     last.pw2.a = final1_packed_.data();
+    last.pw2.a16 = final1_bf16_.empty() ? nullptr : final1_bf16_.data();
     last.pw2.M = FINAL_HIDDEN;
     last.pw2.K = FINAL_IN;
     last.pw2.bias = heads_.final_b1.data();
@@ -107,6 +122,7 @@ FusedIDNEngine::FusedIDNEngine(int height, int width, HeadWeights heads, const s
         L.rows = &rows_[i];
         L.cols = &cols_[i];
         L.pw.a = mask_packed_[i].data();
+        L.pw.a16 = mask_bf16_[i].empty() ? nullptr : mask_bf16_[i].data();
         L.pw.M = MASK_CH[i + 1];
         L.pw.K = MASK_CH[i];
         L.pw.bias = heads_.mask_pw_bias[i].data();
@@ -150,6 +166,7 @@ void FusedIDNEngine::set_identity_modulated(const std::array<IdentityLayer, 9>& 
         std::copy(id.depthwise, id.depthwise + std::size_t(C) * kk, dw_[l].begin());
         mod_packed_[l].resize(packed_size(M, C));
         pack_weights(id.pointwise, M, C, mod_packed_[l].data());
+        mod_bf16_[l] = bf16_of(mod_packed_[l], M, C);
     }
     factored_ = false;
     has_identity_ = true;
@@ -160,6 +177,7 @@ void FusedIDNEngine::set_base(int layer, const float* w) {
     if (!has_bases_) throw std::invalid_argument("this engine was built without base kernels");
     std::lock_guard<std::mutex> lock(mutex_);
     pack_weights(w, layer_out(layer), layer_in(layer), base_packed_[layer].data());
+    base_bf16_[layer] = bf16_of(base_packed_[layer], layer_out(layer), layer_in(layer));
 }
 
 void FusedIDNEngine::plan(int threads) {
@@ -211,6 +229,8 @@ void FusedIDNEngine::run(const float* images, int n, float* faces, float* masks,
         Pointwise& pw = l < IDN_ENC ? enc_[l].pw : dec_[l - IDN_ENC].pw;
         pw.a = factored_ ? base_packed_[l].data() : mod_packed_[l].data();
         pw.scale = factored_ ? demod_[l].data() : nullptr;
+        const std::vector<std::uint32_t>& a16 = factored_ ? base_bf16_[l] : mod_bf16_[l];
+        pw.a16 = a16.empty() ? nullptr : a16.data();
         if (l < IDN_ENC)
             enc_[l].dw = dw_[l].data();
         else

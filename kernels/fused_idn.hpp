@@ -81,6 +81,11 @@ private:
     std::array<std::vector<float>, 9> base_packed_, mod_packed_, dw_, demod_;
     std::array<std::vector<float>, IDN_MASK> mask_packed_;
     std::vector<float> final1_packed_;
+    // the same as bf16 pairs, for a kernel set with bf16 GEMMs (empty otherwise)
+    std::array<std::vector<std::uint32_t>, 9> base_bf16_, mod_bf16_;
+    std::array<std::vector<std::uint32_t>, IDN_MASK> mask_bf16_;
+    std::vector<std::uint32_t> final1_bf16_;
+    std::vector<std::uint32_t> bf16_of(const std::vector<float>& packed, int M, int K) const;
     std::array<Interp, 5> rows_, cols_;  // n = H/32 .. H/2 -> 2n
 
     // activations

@@ -11,7 +11,8 @@
 namespace mfs {
 
 const PipelineKernels* pipeline_kernels_for(const std::string& isa) {
-    if ((isa == "avx2" || isa == "avx512") && pipeline_kernels_avx2() && cpu_has_avx2_fma()) return pipeline_kernels_avx2();
+    if ((isa == "avx2" || isa == "avx512" || isa == "avx512bf16") && pipeline_kernels_avx2() && cpu_has_avx2_fma())
+        return pipeline_kernels_avx2();
     return pipeline_kernels_portable();
 }
 

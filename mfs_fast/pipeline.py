@@ -97,6 +97,11 @@ class Swapper:
     ``threads``: the named backend's worker threads (default: its own, usually every CPU this process
     may use); a process pool running several swappers side by side gives each its share.
 
+    ``precision``: ``"float32"`` (default), or ``"bfloat16"``: the fused backend's pointwise layers
+    multiply in bf16 (float32 sums) on CPUs with AVX512-BF16, ~1.3x faster per face; swapped pixels
+    differ from float32 by a few hundredths of a level on average, at most a few levels
+    (bench/RESULTS.md). An MfsError where it cannot run.
+
     ``faces``, ``similarity``, ``detail``, ``chroma``, ``brightness``, ``eyes`` and ``watermark_id`` are
     checked before anything is loaded: a bad value is an :class:`MfsError` naming it.
     """
@@ -123,6 +128,7 @@ class Swapper:
         watermark: bool = True,
         watermark_id: int = 0,
         threads: int | None = None,
+        precision: str = "float32",
     ) -> None:
         from .watermark import OPT_OUT_WARNING, Watermark
 
@@ -154,6 +160,8 @@ class Swapper:
         named = isinstance(backend, (str, list, tuple))
         self.threads_chosen = bool(threads)
         options = {"threads": threads} if threads else {}
+        if _precision_backend(precision, backend):
+            backend, options["precision"] = "fused", precision
         self.backend: Backend = create_backend(backend, self.models, strict=strict, **options) if named else backend
         if isinstance(detector, str):
             from .face.detectors import create_detector
@@ -407,6 +415,25 @@ class Swapper:
             np.copyto(out, result)
             return out
         return result
+
+
+def _precision_backend(precision: str, backend: object) -> bool:
+    """True when ``precision`` asks for the fused backend's bf16 kernels (then the one backend to
+    use); an MfsError where that cannot be: another backend named, or a CPU without AVX512-BF16."""
+    from .backends.fused import PRECISIONS, bfloat16_available
+
+    if precision not in PRECISIONS:
+        raise MfsError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "float32":
+        return False
+    names = [backend] if isinstance(backend, str) else list(backend) if isinstance(backend, (list, tuple)) else None
+    if names is None or (names[0] != "fused" and names != ["auto"]):
+        named = ", ".join(names) if names else type(backend).__name__
+        raise MfsError(f"precision {precision!r} runs on the 'fused' backend only, not {named}")
+    if not bfloat16_available():
+        raise MfsError(f"precision {precision!r} needs a CPU with AVX512-BF16 and mfs_fast's C++ core; "
+                       "this machine has not both: use precision float32 (the default)")
+    return True
 
 
 def check_detail(detail: float) -> float:

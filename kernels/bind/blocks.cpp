@@ -190,6 +190,12 @@ void bind_blocks(py::module_& m) {
     m.def(
         "default_isa", [] { return std::string(mfs::select_kernels("auto")->name); },
         "The kernel set isa='auto' picks (MFS_FAST_ISA overrides the CPU's best)");
+    m.def(
+        "bf16_isa", []() -> py::object {
+            if (mfs::kernels_avx512bf16() && mfs::cpu_has_avx512bf16()) return py::str("avx512bf16");
+            return py::none();
+        },
+        "The kernel set with bfloat16 GEMMs this CPU runs (opt-in: never 'auto'), or None");
     m.def("encoder_block", &encoder_block, py::arg("x"), py::arg("depthwise"), py::arg("pointwise"),
           py::arg("scale") = py::none(), py::arg("demod") = py::none(), py::arg("normalize") = false,
           py::arg("threads") = 1, py::arg("isa") = "auto",

@@ -5,6 +5,9 @@
   from the same ffmpeg process (``-stats_enc_pre``: one line per frame, flushed as it goes), on a
   timeline that starts at the file's start time (ffmpeg's usual zero point, shared with the audio).
   :class:`~mfs_fast.media.writer.VideoWriter` writes them back at those times.
+* **Pixels.** Frames are BGR. A ``yuv420p`` stream (BT.601/BT.709, limited range) comes through
+  the pipe as I420 and the C++ core converts it (:mod:`mfs_fast.media.yuv`); anything else is
+  converted by ffmpeg.
 * **Damaged input.** ffmpeg conceals broken data and goes on; :func:`read_frames` then warns
   (:class:`UserWarning` with ffmpeg's messages) instead of silently returning fewer frames.
 """

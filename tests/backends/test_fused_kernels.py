@@ -537,3 +537,77 @@ def test_upsample_block_writes_into_a_given_out(rng):
         nat.upsample_block(x, dw, pw, out=np.empty((2, 9, 14, 14), np.float32))
     with pytest.raises(ValueError, match="overlap"):  # x's own 1568 floats as the output
         nat.upsample_block(x, dw, np.ascontiguousarray(pw[:4]), out=x.reshape(2, 4, 14, 14))
+
+
+# ------------------------------------------------------------------------------------------- bfloat16
+BF16 = pytest.mark.skipif(not (nat and nat.bf16_isa()), reason="this CPU lacks AVX512-BF16 (the bf16 kernels)")
+# bf16 products (8-bit mantissas, float32 sums) through nine layers, on the conditioned random
+# models: measured faces max 0.006-0.018 / mean 0.0005-0.0015, masks max 0.012-0.037 / mean
+# 0.002-0.0055 (seeds 1-3); a wrong pair order or panel gives errors ~0.1 and more.
+BF16_FACES = (0.05, 4e-3)  # (max, mean) abs error
+BF16_MASKS = (0.08, 0.012)
+
+
+def assert_close_bf16(ours, ref, bounds, what):
+    err = np.abs(ours - ref)
+    assert float(err.max()) <= bounds[0] and float(err.mean()) <= bounds[1], \
+        f"{what}: max {float(err.max()):.3g} (<= {bounds[0]}), mean {float(err.mean()):.3g} (<= {bounds[1]})"
+
+
+@BF16
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("size,batch", [(224, 3), (256, 1)])
+def test_bfloat16_idn_is_close_to_torch_and_thread_independent(form, size, batch, idn_setup):
+    from mfs_fast.backends.fused import FusedIDN
+
+    models, identities, references = idn_setup
+    images, result, mask = references[size, batch]
+    outputs = []
+    for threads in THREADS:
+        fused = FusedIDN(models, threads=threads, pointwise=form, precision="bfloat16")
+        assert fused.isa == nat.bf16_isa() and fused.precision == "bfloat16"
+        fused.set_identity(identities[0])
+        faces, masks = fused.run(images)
+        assert_close_bf16(faces, result, BF16_FACES, f"faces, {threads} threads")
+        assert_close_bf16(masks, mask, BF16_MASKS, f"masks, {threads} threads")
+        outputs.append((faces, masks))
+    for faces, masks in outputs[1:]:
+        assert np.array_equal(faces, outputs[0][0]) and np.array_equal(masks, outputs[0][1])
+    # it really multiplies in bf16: not the float32 result
+    exact = FusedIDN(models, threads=2, pointwise=form)
+    exact.set_identity(identities[0])
+    assert float(np.abs(exact.run(images)[0] - outputs[0][0]).mean()) > 1e-5
+
+
+@BF16
+@pytest.mark.parametrize("form", FORMS)
+def test_bfloat16_identity_switch_a_b_a(form, idn_setup):
+    """Identity B through the bf16 engine, then A again bit-identical (bf16 packs follow identities)."""
+    from mfs_fast.backends.fused import FusedIDN
+
+    models, (a, b), references = idn_setup
+    images, _, _ = references[224, 3]
+    idn = FusedIDN(models, threads=2, pointwise=form, precision="bfloat16")
+    idn.set_identity(a)
+    first = idn.run(images)
+    idn.set_identity(b)
+    with torch.no_grad():
+        result_b, _ = models.idn(torch.from_numpy(images), b)
+    assert_close_bf16(idn.run(images)[0], result_b.numpy(), BF16_FACES, "identity B")
+    idn.set_identity(a)
+    again = idn.run(images)
+    assert np.array_equal(again[0], first[0]) and np.array_equal(again[1], first[1])
+
+
+def test_precision_choice_is_checked(idn_setup):
+    from mfs_fast.backends.fused import FusedIDN
+
+    with pytest.raises(ValueError, match="precision must be one of float32, bfloat16"):
+        FusedIDN(idn_setup[0], precision="half")
+    if nat.bf16_isa():
+        with pytest.raises(ValueError, match="runs on the 'avx512bf16' kernels, not isa 'scalar'"):
+            FusedIDN(idn_setup[0], isa="scalar", precision="bfloat16")
+    else:
+        with pytest.raises(ValueError, match="needs a CPU with AVX512-BF16"):
+            FusedIDN(idn_setup[0], precision="bfloat16")
+    assert "avx512bf16" not in nat.isas() and nat.default_isa() != "avx512bf16"  # never chosen by itself
