@@ -388,3 +388,38 @@ def test_many_tiles_run_in_bounded_batches_with_the_same_detections():
             np.testing.assert_allclose(a.box, b.box, atol=0.05 * (b.box[2] - b.box[0]))
     cached = getattr(blazeface.model, "_interpreters", {})  # LiteRT: one interpreter per batch size
     assert all(size <= MAX_BATCH for size in cached)
+
+
+def test_small_faces_make_the_search_look_for_smaller_ones(detector, monkeypatch):
+    """Where faces already seen (or just found) are small, the search also runs the finer tiles
+    (FINE_EYE_DISTANCE): a crowd or a wide shot gets them, a close-up never pays for them."""
+    from mfs_fast.face import detectors as module
+
+    assert detector.fine_tile == round(24 * module.FINE_EYE_DISTANCE * module.TILE_PER_EYE_DISTANCE) < detector.tile
+    calls = []
+    original = detector.candidates
+    monkeypatch.setattr(detector, "candidates", lambda image, fine=False: calls.append(fine) or original(image, fine))
+    image = _astronaut()
+    reference = detector.detect(image)[0].landmarks
+    eyes = float(np.linalg.norm(reference[1] - reference[0]))
+
+    def placed(eye_distance: float) -> np.ndarray:  # the photo at this size in a 1080p frame
+        resized = cv2.resize(image, None, fx=eye_distance / eyes, fy=eye_distance / eyes, interpolation=cv2.INTER_AREA)
+        frame = np.full((1080, 1920, 3), 90, np.uint8)
+        frame[:resized.shape[0], 300:300 + resized.shape[1]] = resized[:1080]
+        return frame
+
+    large, small = placed(80), placed(36)  # 36 px between the eyes is "small" (< 2 x 24)
+
+    calls.clear()
+    big_faces = detector.detect(large)
+    assert len(big_faces) == 1 and calls == [False]  # a close-up: the usual tiles only
+    calls.clear()
+    small_faces = [f for f in detector.detect(small) if np.linalg.norm(f.landmarks[1] - f.landmarks[0]) > 20]
+    assert len(small_faces) == 1 and calls == [False, True]  # found small: the fine tiles too, no second copy
+    calls.clear()
+    assert detector.detect_new(small, small_faces) == [] and calls == [True]  # tracking small faces: fine only
+    calls.clear()
+    detector.detect_new(large, big_faces)
+    assert calls == [False]
+    assert BlazeFaceDetector(min_eye_distance=None).fine_tile is None

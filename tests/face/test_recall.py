@@ -44,8 +44,29 @@ def test_all_six_faces_of_the_group_photo():
 
 def test_small_crowd_faces_found_by_the_tiles():
     """Measured on these 5 frames: 27/30 with tiles (the misses are 9-20 px between the eyes,
-    below the 24 px asked for), 8/30 with the whole frame alone."""
+    below the 24 px asked for), 8/30 with the whole frame alone. Such tiny faces come and go
+    with a level of decoding: decoded by the C++ core (exact BT.601) instead of ffmpeg's own
+    conversion, 25/30 without the finer tiles that small faces now bring, 27/30 with them."""
     found, labelled = _recall(BlazeFaceDetector(), CROWD_FRAMES)
     assert found >= 0.85 * labelled, (found, labelled)
     whole_found, _ = _recall(BlazeFaceDetector(min_eye_distance=None), CROWD_FRAMES)
     assert whole_found <= 0.5 * labelled, (whole_found, labelled)
+
+
+def test_tracked_crowd_clip_finds_nine_in_ten_labelled_faces():
+    """The issue's measure: the whole 1080p crowd clip through the tracker (detect every 5
+    frames), faces on the labelled frames. Measured 94/103 (91 %) with the finer tiles where
+    faces are small (88/103 without them); every labelled face >= 24 px between the eyes but 2."""
+    from mfs_fast.face import FaceTracker
+    from mfs_fast.media import read_frames
+
+    labels = load_labels()
+    tracker = FaceTracker(BlazeFaceDetector(), every=5)
+    found = labelled = 0
+    for index, frame in enumerate(read_frames(SHARED_ASSETS / "videos" / "crowd_1080p_105f.mp4")):
+        faces = tracker.update(frame)
+        wanted = labels.get(f"crowd_1080p_105f.mp4#{index}")
+        if wanted is not None:
+            found += matched([f.landmarks for f in faces], wanted)
+            labelled += len(wanted)
+    assert labelled == 103 and found >= 0.9 * labelled, (found, labelled)
