@@ -11,7 +11,7 @@
 # Environment: CXX_AARCH64, QEMU_AARCH64 (tool names), CXX (native compiler), OUT (binary path).
 set -euo pipefail
 cd "$(dirname "$0")"
-SOURCES=(neon_check.cpp fused_idn.cpp dispatch.cpp isa_scalar.cpp isa_avx2.cpp isa_avx512.cpp isa_neon.cpp)
+SOURCES=(neon_check.cpp fused_idn.cpp dispatch.cpp isa_scalar.cpp isa_avx2.cpp isa_avx512.cpp isa_avx512bf16.cpp isa_neon.cpp)
 FLAGS=(-O3 -std=c++17 -pthread -Wall -Wextra -I.)
 
 if [ "${1:-}" = "--native" ]; then
