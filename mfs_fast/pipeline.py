@@ -347,28 +347,44 @@ class Swapper:
         return Path(dst)
 
     def frame_stages(self, tracker: FaceTracker, pool: FramePool) -> list[Stage]:
-        """Consecutive frames' work as two stages that can overlap (:mod:`mfs_fast.media.stages`):
-        ``detect`` (detect or track with ``tracker``) and ``swap`` into a buffer from ``pool``, so
-        the incoming frame is only read; give each result back to ``pool`` once it is written."""
-        def swap(found: tuple[np.ndarray, list[Face]]) -> np.ndarray:
-            frame, faces = found
-            return self._swap_faces([frame], [faces], [pool.take(frame.shape)])[0]
+        """Consecutive frames' work as stages that can overlap (:mod:`mfs_fast.media.stages`):
+        ``detect`` (detect or track with ``tracker``), ``swap`` into a buffer from ``pool``, so
+        the incoming frame is only read, and, when marking, ``mark`` (the watermark in a stage
+        of its own: off the swap, the busiest stage); give each result back to ``pool`` once it
+        is written."""
+        detect: Stage = ("detect", lambda frame: (frame, self._track(frame, tracker)))
+        if self.watermark is None:
+            return [detect, ("swap", lambda found: self._swap_faces([found[0]], [found[1]],
+                                                                    [pool.take(found[0].shape)])[0])]
 
-        return [("detect", lambda frame: (frame, self._track(frame, tracker))), ("swap", swap)]
+        def swap(found: tuple[np.ndarray, list[Face]]) -> tuple[np.ndarray, list[np.ndarray]]:
+            frame, faces = found
+            footprints: list[list[np.ndarray]] = []
+            return self._swap_faces([frame], [faces], [pool.take(frame.shape)], footprints)[0], footprints[0]
+
+        def mark(swapped: tuple[np.ndarray, list[np.ndarray]]) -> np.ndarray:
+            self._mark(*swapped)
+            return swapped[0]
+
+        return [detect, ("swap", swap), ("mark", mark)]
 
     def _swap_faces(self, frames: list[np.ndarray], detections: list[list[Face]],
-                    outs: list[np.ndarray | None]) -> list[np.ndarray]:
+                    outs: list[np.ndarray | None], unmarked: list | None = None) -> list[np.ndarray]:
+        """The frames with their faces swapped; marked, unless ``unmarked`` is a list: each frame's
+        face inverses (what :meth:`_mark` needs) are appended to it instead, for a later stage."""
         selected = [self.selector.select(frame, faces) for frame, faces in zip(frames, detections)]
         self.last_faces = selected[-1] if selected else []
         self.stats.frames += len(frames)
         self.stats.frames_without_face += sum(1 for faces in detections if not faces)
         self.stats.frames_without_match += sum(1 for found, kept in zip(detections, selected) if found and not kept)
         if self.core is not None:
-            return [self._swap_with_core(frame, faces, out) for frame, faces, out in zip(frames, selected, outs)]
+            return [self._swap_with_core(frame, faces, out, unmarked) for frame, faces, out in zip(frames, selected, outs)]
         aligned = [[align_face(frame, f.landmarks, self.size) for f in faces] for frame, faces in zip(frames, selected)]
         flat = [a for per_frame in aligned for a in per_frame]
         results = [frame.copy() if out is None else _into(out, frame) for frame, out in zip(frames, outs)]
         if not flat:
+            if unmarked is not None:
+                unmarked.extend([] for _ in results)
             return results
         start = time.perf_counter()
         swapped, masks = self.backend.run(crops_to_batch([a.crop for a in flat]))
@@ -384,8 +400,14 @@ class Swapper:
         self.stats.seconds["paste"] += time.perf_counter() - start
         self.stats.faces_swapped += len(flat)
         for result, per_frame in zip(results, aligned):
-            self._mark(result, [face.inverse for face in per_frame])
+            self._mark_or_keep(result, [face.inverse for face in per_frame], unmarked)
         return results
+
+    def _mark_or_keep(self, frame: np.ndarray, inverses: list[np.ndarray], unmarked: list | None) -> None:
+        if unmarked is None:
+            self._mark(frame, inverses)
+        else:
+            unmarked.append(inverses)
 
     def _mark(self, frame: np.ndarray, inverses: list[np.ndarray]) -> None:
         """The watermark over each swapped face's footprint (the aligned crop warped back: the face
@@ -397,7 +419,8 @@ class Swapper:
         self.watermark.mark(frame, [box for box in boxes if box is not None])
         self.stats.seconds["mark"] += time.perf_counter() - start
 
-    def _swap_with_core(self, frame: np.ndarray, faces: list[Face], out: np.ndarray | None) -> np.ndarray:
+    def _swap_with_core(self, frame: np.ndarray, faces: list[Face], out: np.ndarray | None,
+                        unmarked: list | None = None) -> np.ndarray:
         """One frame through the pipeline core: warp, IDN, mask and paste in one native call."""
         if out is not None:
             _check_out(out, frame)
@@ -406,7 +429,7 @@ class Swapper:
         result = out if direct else np.empty_like(source)
         matrices = np.array([alignment_matrix(f.landmarks, self.size) for f in faces], np.float32).reshape(-1, 2, 3)
         self.core.swap(source, matrices=matrices, out=result)
-        self._mark(result, [invert_affine(matrix) for matrix in matrices])
+        self._mark_or_keep(result, [invert_affine(matrix) for matrix in matrices], unmarked)
         seconds = self.core.seconds()
         self.stats.seconds["idn"] += seconds["warp"] + seconds["idn"]
         self.stats.seconds["paste"] += seconds["copy"] + seconds["mask"] + seconds["detail"] + seconds["paste"]

@@ -355,3 +355,22 @@ def test_bfloat16_precision_swaps_within_a_few_levels_of_float32(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert np.abs(cv2.imread(str(tmp_path / "c.png")).astype(int) - b).max() <= 1
+
+
+def test_pipelined_video_marks_in_a_stage_of_its_own(tmp_path):
+    """The watermark runs after the swap in a stage of its own (off the busiest stage): every
+    frame still leaves marked, and an opted-out swapper has no such stage."""
+    from sample_media import drifting_face_clip
+
+    from mfs_fast.watermark.verify import verify_file
+
+    clip = drifting_face_clip(tmp_path / "clip.mp4", 360, 300, [40, 44, 48], top=20, background=60)
+    stats = Swapper(_astronaut_bgr()).swap_video(clip, tmp_path / "out.mp4", progress=False)
+    assert [t.name for t in stats.stages] == ["decode", "detect", "swap", "mark", "encode"]
+    verdict = verify_file(tmp_path / "out.mp4", frames=3)
+    assert verdict.marked, verdict.lines()
+    with pytest.warns(UserWarning):
+        plain = Swapper(_astronaut_bgr(), watermark=False)
+    stats = plain.swap_video(clip, tmp_path / "plain.mp4", progress=False)
+    assert [t.name for t in stats.stages] == ["decode", "detect", "swap", "encode"]
+    assert not verify_file(tmp_path / "plain.mp4", frames=3).marked
