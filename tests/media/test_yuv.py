@@ -128,7 +128,9 @@ def test_reader_decodes_i420_streams_as_ffmpeg_does_within_its_rounding(tmp_path
     theirs = ffmpeg_bgr(clip, info)
     assert ours.shape == theirs.shape
     diff = np.abs(ours - theirs)
-    assert diff.max() <= 3 and diff.mean() < 1.0  # ffmpeg's fast path rounds coarser than the exact matrix
+    # ffmpeg's fast path rounds coarser than the exact matrix (max 3 here; its SIMD differs by CPU),
+    # the wrong matrix is more than 8 levels off (below)
+    assert diff.max() <= 5 and diff.mean() < 1.0
     # the other matrix would be far off: the stream's own matrix is the one used
     other = "bt601" if matrix == "bt709" else "bt709"
     planes = tmp_path / "planes.yuv"
