@@ -8,12 +8,13 @@ call into the pipeline core (:mod:`mfs_fast.backends.pipeline_core`); ``core=Fal
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -28,12 +29,16 @@ from .face.select import FaceSelector, check_policy, check_similarity
 from .face.tracking import check_every
 from .identity.base import IdentityEncoder
 from .media import VideoStats, check_bgr_image, read_bgr
-from .media.stages import FramePool, Stage
+from .media.stages import FramePool, Stage, Workers
 from .models import FaceSwapModels, IdentityWeights
 from .models.bundle import MAX_PASTE_DETAIL
 from .preprocess import batch_item_to_bgr255, crops_to_batch
 
+if TYPE_CHECKING:
+    from .backends.pipeline_core import PipelineCore
+
 DEFAULT_SIZE = 224
+SHARED_SWAP_WORKERS = 2  # frames swapped at once while pipeline stages share the cores
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,7 @@ class Swapper:
         if reference is not None:
             self.set_reference(reference)
         self.stats = SwapStats()
+        self._stats_lock = threading.Lock()  # swap workers in two threads add to the same totals
         self.last_faces: list[Face] = []
         self.identity: IdentityWeights | None = None
         self.core = self._pipeline_core(core)
@@ -310,27 +316,30 @@ class Swapper:
         info = probe_video(src)
         tracker = self.tracker(every=every, fps=float(info.fps) or 30.0, smooth=smooth)
         pool = FramePool()
-        with self.idn_sharing_cores(pipelined):
-            return transcode(src, dst, self.frame_stages(tracker, pool), progress=progress, info=info,
+        with self.idn_sharing_cores(pipelined) as workers:
+            return transcode(src, dst, self.frame_stages(tracker, pool, workers), progress=progress, info=info,
                              pipelined=pipelined, quality=DEFAULT_CRF if quality is None else quality,
                              preset=preset or DEFAULT_PRESET, on_written=pool.give,
                              tags=VIDEO_TAGS if self.watermark is not None else None)
 
     @contextmanager
-    def idn_sharing_cores(self, shared: bool = True) -> Iterator[None]:
+    def idn_sharing_cores(self, shared: bool = True) -> Iterator[int]:
         """While decoding, face finding, swapping and encoding overlap, the native IDN runs on
         half the worker threads (at least one), unless ``threads`` was chosen: every core is
         then busy with some stage, and a second IDN thread mostly waits for one (720p, one face,
-        2 cores: 53 vs 48 FPS end to end, bench/RESULTS.md). Restored afterwards."""
+        2 cores: 53 vs 48 FPS end to end, bench/RESULTS.md). Yields how many swap workers to
+        run (:meth:`frame_stages`): 2 while sharing, so two frames are swapped at once on those
+        halves (the swap stage, the busiest, no longer paces the rest: 720p 52 -> 64 FPS), else 1.
+        Restored afterwards."""
         engines = [engine for engine in (self.backend, self.core) if engine is not None]
         if not shared or self.threads_chosen or not isinstance(self.backend, NativeEngine):
-            yield
+            yield 1
             return
         saved = [engine.threads for engine in engines]
         for engine in engines:
             engine.threads = max(1, engine.threads // 2)
         try:
-            yield
+            yield SHARED_SWAP_WORKERS
         finally:
             for engine, threads in zip(engines, saved):
                 engine.threads = threads
@@ -346,39 +355,61 @@ class Swapper:
         write_image(dst, image.restore(self.swap(image.bgr)), inputs=(src, *inputs), metadata=metadata)
         return Path(dst)
 
-    def frame_stages(self, tracker: FaceTracker, pool: FramePool) -> list[Stage]:
+    def frame_stages(self, tracker: FaceTracker, pool: FramePool, workers: int = 1) -> list[Stage]:
         """Consecutive frames' work as stages that can overlap (:mod:`mfs_fast.media.stages`):
-        ``detect`` (detect or track with ``tracker``), ``swap`` into a buffer from ``pool``, so
-        the incoming frame is only read, and, when marking, ``mark`` (the watermark in a stage
-        of its own: off the swap, the busiest stage); give each result back to ``pool`` once it
-        is written."""
-        detect: Stage = ("detect", lambda frame: (frame, self._track(frame, tracker)))
-        if self.watermark is None:
-            return [detect, ("swap", lambda found: self._swap_faces([found[0]], [found[1]],
-                                                                    [pool.take(found[0].shape)])[0])]
+        ``detect`` (detect or track with ``tracker``, then pick the faces to swap), ``swap`` into
+        a buffer from ``pool``, so the incoming frame is only read, and, when marking, ``mark``
+        (the watermark in a stage of its own: off the swap, the busiest stage); give each result
+        back to ``pool`` once it is written. ``workers`` > 1 (with the pipeline core): that many
+        threads swap consecutive frames at once, each on a core of its own
+        (:meth:`~mfs_fast.backends.pipeline_core.PipelineCore.replica`)."""
+        detect: Stage = ("detect", lambda frame: (frame, self._select([frame], [self._track(frame, tracker)])[0]))
 
-        def swap(found: tuple[np.ndarray, list[Face]]) -> tuple[np.ndarray, list[np.ndarray]]:
-            frame, faces = found
-            footprints: list[list[np.ndarray]] = []
-            return self._swap_faces([frame], [faces], [pool.take(frame.shape)], footprints)[0], footprints[0]
+        def swapping(core: "PipelineCore | None"):
+            def swap(found: tuple[np.ndarray, list[Face]]) -> tuple[np.ndarray, list[np.ndarray]]:
+                frame, faces = found
+                footprints: list[list[np.ndarray]] = []
+                return self._swap_selected([frame], [faces], [pool.take(frame.shape)], footprints, core)[0], footprints[0]
+
+            if self.watermark is None:
+                return lambda found: swap(found)[0]
+            return swap
+
+        cores = [self.core, *(self.core.replica(index) for index in range(1, workers))] if self.core else [None]
+        swap: Stage = ("swap", Workers(tuple(swapping(core) for core in cores)) if len(cores) > 1 else swapping(cores[0]))
+        if self.watermark is None:
+            return [detect, swap]
 
         def mark(swapped: tuple[np.ndarray, list[np.ndarray]]) -> np.ndarray:
             self._mark(*swapped)
             return swapped[0]
 
-        return [detect, ("swap", swap), ("mark", mark)]
+        return [detect, swap, ("mark", mark)]
 
     def _swap_faces(self, frames: list[np.ndarray], detections: list[list[Face]],
                     outs: list[np.ndarray | None], unmarked: list | None = None) -> list[np.ndarray]:
-        """The frames with their faces swapped; marked, unless ``unmarked`` is a list: each frame's
-        face inverses (what :meth:`_mark` needs) are appended to it instead, for a later stage."""
+        """The frames with the chosen ones of their faces swapped (see :meth:`_swap_selected`)."""
+        return self._swap_selected(frames, self._select(frames, detections), outs, unmarked)
+
+    def _select(self, frames: list[np.ndarray], detections: list[list[Face]]) -> list[list[Face]]:
+        """Each frame's faces to swap (the ``faces`` policy, the reference person), counted in the stats."""
         selected = [self.selector.select(frame, faces) for frame, faces in zip(frames, detections)]
         self.last_faces = selected[-1] if selected else []
-        self.stats.frames += len(frames)
-        self.stats.frames_without_face += sum(1 for faces in detections if not faces)
-        self.stats.frames_without_match += sum(1 for found, kept in zip(detections, selected) if found and not kept)
-        if self.core is not None:
-            return [self._swap_with_core(frame, faces, out, unmarked) for frame, faces, out in zip(frames, selected, outs)]
+        with self._stats_lock:
+            self.stats.frames += len(frames)
+            self.stats.frames_without_face += sum(1 for faces in detections if not faces)
+            self.stats.frames_without_match += sum(1 for found, kept in zip(detections, selected) if found and not kept)
+        return selected
+
+    def _swap_selected(self, frames: list[np.ndarray], selected: list[list[Face]], outs: list[np.ndarray | None],
+                       unmarked: list | None = None, core: "PipelineCore | None" = None) -> list[np.ndarray]:
+        """The frames with ``selected`` faces swapped; marked, unless ``unmarked`` is a list: each
+        frame's face inverses (what :meth:`_mark` needs) are appended to it instead, for a later
+        stage. ``core``: which pipeline core (default this swapper's; a replica in another thread)."""
+        core = core or self.core
+        if core is not None:
+            return [self._swap_with_core(core, frame, faces, out, unmarked)
+                    for frame, faces, out in zip(frames, selected, outs)]
         aligned = [[align_face(frame, f.landmarks, self.size) for f in faces] for frame, faces in zip(frames, selected)]
         flat = [a for per_frame in aligned for a in per_frame]
         results = [frame.copy() if out is None else _into(out, frame) for frame, out in zip(frames, outs)]
@@ -388,7 +419,7 @@ class Swapper:
             return results
         start = time.perf_counter()
         swapped, masks = self.backend.run(crops_to_batch([a.crop for a in flat]))
-        self.stats.seconds["idn"] += time.perf_counter() - start
+        idn_seconds = time.perf_counter() - start
         start = time.perf_counter()
         index = 0
         for result, per_frame in zip(results, aligned):
@@ -397,8 +428,7 @@ class Swapper:
                            crop=face.crop, detail=self.detail, chroma=self.chroma, brightness=self.brightness,
                            eyes=self.eyes)
                 index += 1
-        self.stats.seconds["paste"] += time.perf_counter() - start
-        self.stats.faces_swapped += len(flat)
+        self._count(len(flat), idn_seconds, time.perf_counter() - start)
         for result, per_frame in zip(results, aligned):
             self._mark_or_keep(result, [face.inverse for face in per_frame], unmarked)
         return results
@@ -419,21 +449,26 @@ class Swapper:
         self.watermark.mark(frame, [box for box in boxes if box is not None])
         self.stats.seconds["mark"] += time.perf_counter() - start
 
-    def _swap_with_core(self, frame: np.ndarray, faces: list[Face], out: np.ndarray | None,
+    def _count(self, faces: int, idn_seconds: float, paste_seconds: float) -> None:
+        with self._stats_lock:
+            self.stats.faces_swapped += faces
+            self.stats.seconds["idn"] += idn_seconds
+            self.stats.seconds["paste"] += paste_seconds
+
+    def _swap_with_core(self, core: "PipelineCore", frame: np.ndarray, faces: list[Face], out: np.ndarray | None,
                         unmarked: list | None = None) -> np.ndarray:
-        """One frame through the pipeline core: warp, IDN, mask and paste in one native call."""
+        """One frame through a pipeline core: warp, IDN, mask and paste in one native call."""
         if out is not None:
             _check_out(out, frame)
         source = np.ascontiguousarray(frame)
         direct = out is not None and out.flags.c_contiguous and out.flags.writeable
         result = out if direct else np.empty_like(source)
         matrices = np.array([alignment_matrix(f.landmarks, self.size) for f in faces], np.float32).reshape(-1, 2, 3)
-        self.core.swap(source, matrices=matrices, out=result)
+        core.swap(source, matrices=matrices, out=result)
         self._mark_or_keep(result, [invert_affine(matrix) for matrix in matrices], unmarked)
-        seconds = self.core.seconds()
-        self.stats.seconds["idn"] += seconds["warp"] + seconds["idn"]
-        self.stats.seconds["paste"] += seconds["copy"] + seconds["mask"] + seconds["detail"] + seconds["paste"]
-        self.stats.faces_swapped += len(faces)
+        seconds = core.seconds()
+        self._count(len(faces), seconds["warp"] + seconds["idn"],
+                    seconds["copy"] + seconds["mask"] + seconds["detail"] + seconds["paste"])
         if out is not None and result is not out:
             np.copyto(out, result)
             return out

@@ -117,10 +117,11 @@ def stage_table(runs: list[VideoRun]) -> list[str]:
 def limiting_stage(run: VideoRun) -> str:
     """Which stage bounds the pipelined frame rate, and what the stages add up to per frame."""
     stages = run.stats.stages
-    busiest = max(stages, key=lambda t: t.ms_per_item)
+    busiest = min(stages, key=lambda t: t.items_per_second)
     total = sum(t.ms_per_item for t in stages)
-    line = (f"busiest stage: {busiest.name}, {busiest.ms_per_item:.1f} ms per frame (alone it allows "
-            f"{1e3 / max(busiest.ms_per_item, 1e-9):.0f} FPS); all stages together {total:.1f} ms of work per frame")
+    threads = f", {busiest.threads} frames at once" if busiest.threads > 1 else ""
+    line = (f"busiest stage: {busiest.name}, {busiest.ms_per_item:.1f} ms per frame{threads} (alone it allows "
+            f"{busiest.items_per_second:.0f} FPS); all stages together {total:.1f} ms of work per frame")
     if run.cpu.process <= 0 or run.stats.seconds <= 0:
         return line
     process, ffmpeg = run.cpu_ms(run.cpu.process), run.cpu_ms(run.cpu.children)

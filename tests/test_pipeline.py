@@ -301,6 +301,30 @@ def test_the_native_idn_takes_half_the_cores_while_video_stages_overlap(tmp_path
         assert chosen.core.threads == full
 
 
+def test_pipelined_video_swaps_two_frames_at_once_with_the_same_result(tmp_path):
+    """Pipelined, two threads swap consecutive frames (each on a pipeline core of its own, the
+    same identity): frames leave in order, equal to the one-at-a-time path's, and the totals
+    count every frame and face once."""
+    from sample_media import drifting_face_clip
+
+    from mfs_fast.media import read_frames
+
+    swapper = Swapper(_astronaut_bgr())
+    if swapper.core is None:
+        pytest.skip("the native extension is not built: no pipeline core to replicate")
+    clip = drifting_face_clip(tmp_path / "clip.mp4", 360, 300, [40, 44, 48], top=20, background=60)
+    frames = {}
+    for pipelined in (True, False):
+        swapper.stats = type(swapper.stats)()
+        stats = swapper.swap_video(clip, tmp_path / f"{pipelined}.mp4", progress=False, pipelined=pipelined)
+        swap = next(t for t in stats.stages if t.name == "swap")
+        assert swap.threads == (2 if pipelined else 1) and swap.items == stats.frames_in
+        assert swapper.stats.frames == stats.frames_in and swapper.stats.faces_swapped == stats.frames_in
+        frames[pipelined] = np.stack(list(read_frames(tmp_path / f"{pipelined}.mp4")))
+    assert frames[True].shape == frames[False].shape
+    np.testing.assert_array_equal(frames[True], frames[False])
+
+
 def test_smaller_faces_on_request(tmp_path):
     """detector_options reach a detector given by name (--min-eye-distance on the command line):
     smaller tiles for smaller faces; a detector object takes none, and an SCRFD file refuses the

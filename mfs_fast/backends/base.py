@@ -48,8 +48,9 @@ class NativeEngine(Protocol):
     name: str
     threads: int
 
-    def native_engine(self, height: int, width: int | None = None):
-        """The engine for one input size; identities set on the backend reach it."""
+    def native_engine(self, height: int, width: int | None = None, replica: int = 0):
+        """The engine for one input size; identities set on the backend reach it. ``replica`` > 0:
+        another engine of that size, for another thread."""
         ...
 
 

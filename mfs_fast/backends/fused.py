@@ -90,10 +90,11 @@ class FusedIDN(FusedEngines):
             raise ValueError(f"isa {isa!r} cannot run here (available: {', '.join(available)})")
         return resolved
 
-    def native_engine(self, height: int, width: int | None = None):
+    def native_engine(self, height: int, width: int | None = None, replica: int = 0):
         """The native engine for this input size (made on first use). Identity changes made
-        through :meth:`set_identity` reach it; the pipeline core runs on it."""
-        return self._engine(int(height), int(height if width is None else width))
+        through :meth:`set_identity` reach it; the pipeline core runs on it. ``replica`` > 0: one
+        more engine of that size, for a second thread (one engine runs one call at a time)."""
+        return self._engine(int(height), int(height if width is None else width), int(replica))
 
     def _new_engine(self, height: int, width: int):
         return self._native.FusedIDN(height, width, self._heads, self._bases, self.isa)

@@ -79,7 +79,7 @@ class FusedEngines:
         mods = (*models.iin.encoder_modulation, *models.iin.decoder_modulation)
         self._base_params = [m.weight for m in mods]  # to recognise identities made by this IIN
         self._bases = [_array(p.reshape(p.shape[0], -1)) for p in self._base_params]
-        self._engines: dict[tuple[int, int], object] = {}
+        self._engines: dict[tuple[int, int, int], object] = {}  # (height, width, replica)
         self._identity: tuple | None = None  # the arrays last given to set_identity, for new sizes
         self._custom_bases: dict[int, np.ndarray] = {}
 
@@ -91,8 +91,10 @@ class FusedEngines:
         """Run ``engine`` on ``batch`` into the preallocated ``faces`` and ``masks``."""
         raise NotImplementedError
 
-    def _engine(self, height: int, width: int):
-        key = (height, width)
+    def _engine(self, height: int, width: int, replica: int = 0):
+        """The engine for one input size; ``replica`` > 0: another one (scratch buffers of its own,
+        the same identity) for a second thread, as one engine runs one call at a time."""
+        key = (height, width, replica)
         engine = self._engines.get(key)
         if engine is None:
             engine = self._new_engine(height, width)

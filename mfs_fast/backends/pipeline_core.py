@@ -33,13 +33,14 @@ class PipelineCore:
     :class:`FaceSwapModels` to make a :class:`FusedIDN`. ``size``: the aligned crop side (a multiple
     of 32). ``threads``: default the backend's. ``isa``: the warp/blend kernels, "auto" (the
     backend's kernel set), "avx2" or "scalar". ``detail``, ``chroma``, ``brightness``, ``eyes``: as
-    :func:`mfs_fast.face.paste_back`'s.
+    :func:`mfs_fast.face.paste_back`'s. ``replica``: which of the backend's engines of this size
+    to run on (one core runs one call at a time; :meth:`replica` makes another for a second thread).
     Raises :class:`mfs_fast.NativeUnavailableError` when the C++ extension is not built.
     """
 
     def __init__(self, idn: NativeEngine | FaceSwapModels, size: int = 224, threads: int | None = None,
                  isa: str = "auto", detail: float = 0.0, chroma: float = 1.0, brightness: float = 1.0,
-                 eyes: str = "swap") -> None:
+                 eyes: str = "swap", replica: int = 0) -> None:
         native = require_native()
         if isinstance(idn, FaceSwapModels):
             idn = FusedIDN(idn, threads=threads, isa=isa)
@@ -50,10 +51,20 @@ class PipelineCore:
         self.threads = int(threads) if threads else idn.threads
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
-        self._core = native.PipelineCore(idn.native_engine(self.size), isa)
+        self._isa_choice = isa
+        self._core = native.PipelineCore(idn.native_engine(self.size, replica=replica), isa)
         self.detail = detail
         self._core.set_colour(float(chroma), float(brightness))
         self.eyes = eyes
+
+    def replica(self, index: int) -> "PipelineCore":
+        """A core with this one's settings on the backend's engine ``index`` (> 0): the same
+        identity and paste, buffers of its own, so two threads can swap two frames at once."""
+        if index < 1:
+            raise ValueError(f"a replica's index must be >= 1 (0 is the first core's engine), got {index}")
+        chroma, brightness = self.colour
+        return PipelineCore(self.idn, self.size, self.threads, self._isa_choice, self.detail, chroma, brightness,
+                            self.eyes, replica=index)
 
     @property
     def eyes(self) -> str:

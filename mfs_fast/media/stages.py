@@ -10,6 +10,11 @@ calling thread, so Ctrl-C and errors land where the caller's ``with`` blocks cle
 Each stage is timed (seconds in its own work, not waiting) and the queue in front of it is
 sampled each time it takes an item, so a report can say which stage limits the frame rate: the
 one busy the most per frame, with a full queue in front of it and empty ones after.
+
+A stage whose work is :class:`Workers` runs in several threads (one callable each, e.g. each with
+an engine of its own): consecutive items are worked on at once and handed on in their order.
+Why: one stage busier than the others caps the frame rate while cores idle (720p, one face, 2
+cores: the swap stage, bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -28,19 +33,54 @@ Stage = tuple[str, Callable[[Any], Any]]  # (name, item -> item)
 _END = object()
 
 
+@dataclass(frozen=True)
+class Workers:
+    """A stage's work for several threads: ``fns``, one callable a thread (each may hold state of
+    its own, such as an engine). Items go to whichever thread is free and leave in their order.
+    Called directly (the sequential path) it is the first callable."""
+
+    fns: tuple[Callable[[Any], Any], ...]
+
+    def __post_init__(self) -> None:
+        if not self.fns:
+            raise ValueError("Workers needs at least one callable")
+
+    def __call__(self, item: Any) -> Any:
+        return self.fns[0](item)
+
+
+class _InOrder:
+    """What the threads of one :class:`Workers` stage share: items are numbered as they are taken
+    (one taker at a time) and handed on only in that order."""
+
+    def __init__(self) -> None:
+        self.taking = threading.Lock()
+        self.turn = threading.Condition()
+        self.taken = 0
+        self.handed = 0
+        self.finished = False  # the end (or a failure) was taken: nothing more to take
+
+
 @dataclass
 class StageTiming:
     """One stage's totals: ``seconds`` in its own work over ``items``; ``waiting`` summed over the
-    items it took is the queue depth in front of it (items already there when it asked)."""
+    items it took is the queue depth in front of it (items already there when it asked);
+    ``threads`` working on it at once (:class:`Workers`)."""
 
     name: str
     seconds: float = 0.0
     items: int = 0
     waiting: int = 0
+    threads: int = 1
 
     @property
     def ms_per_item(self) -> float:
         return 1e3 * self.seconds / self.items if self.items else 0.0
+
+    @property
+    def items_per_second(self) -> float:
+        """The rate this stage allows on its own: its threads over its time per item."""
+        return self.threads * self.items / self.seconds if self.seconds else float("inf")
 
     @property
     def mean_queue_depth(self) -> float:
@@ -94,14 +134,27 @@ class StagedRun:
         inline_stages = [] if self.threaded else list(self.stages)
         queues = [queue.Queue(maxsize=self.depth) for _ in range(len(threaded_stages) + 1)]
         self._start(self._pump_source, queues[0], "source")
-        for index, stage in enumerate(threaded_stages):
-            self._start(self._pump_stage, (stage, self.timings[index + 1], queues[index], queues[index + 1]), stage[0])
+        shares: list[tuple[StageTiming, list[StageTiming]]] = []
+        for index, (name, fn) in enumerate(threaded_stages):
+            timing, source, out = self.timings[index + 1], queues[index], queues[index + 1]
+            if not isinstance(fn, Workers):
+                self._start(self._pump_stage, ((name, fn), timing, source, out), name)
+                continue
+            order, parts = _InOrder(), [StageTiming(name) for _ in fn.fns]
+            timing.threads = len(parts)
+            shares.append((timing, parts))
+            for worker, (work, part) in enumerate(zip(fn.fns, parts)):
+                self._start(self._pump_worker, (work, part, source, out, order), f"{name}-{worker}")
         try:
             self._consume(queues[-1], inline_stages)
         finally:
             self._stop.set()
             for thread in self._threads:
                 thread.join()
+            for timing, parts in shares:  # a Workers stage: its threads' work, summed
+                for part in parts:
+                    timing.seconds, timing.items, timing.waiting = (
+                        timing.seconds + part.seconds, timing.items + part.items, timing.waiting + part.waiting)
 
     # -- threads
 
@@ -178,6 +231,43 @@ class StagedRun:
             if not self._put(out, item):
                 return
 
+    def _pump_worker(self, args: tuple[Callable, StageTiming, queue.Queue, queue.Queue, _InOrder]) -> None:
+        """One thread of a :class:`Workers` stage: take the next item (numbered), work on it, and
+        hand it on once every earlier item has been; the end goes on after them all."""
+        fn, timing, source, out, order = args
+        while True:
+            with order.taking:
+                if order.finished:
+                    return  # another thread took the end and hands it on
+                item = self._get(source, timing)
+                number, order.taken = order.taken, order.taken + 1
+                last = order.finished = item is _END or isinstance(item, _Failure)
+            if not last:
+                try:
+                    item = _timed(fn, item, timing)
+                except BaseException as error:  # at once, out of order: the run is over
+                    with order.taking:
+                        order.finished = True
+                    self._put(out, _Failure(error))
+                    return
+            if not self._hand_on(order, number, item, out) or last:
+                return
+
+    def _hand_on(self, order: _InOrder, number: int, item: object, out: queue.Queue) -> bool:
+        """Put item ``number`` of a Workers stage on ``out`` after items 0 .. number-1; False
+        once the run is stopping."""
+        with order.turn:
+            while order.handed != number:
+                if self._stop.is_set():
+                    return False
+                order.turn.wait(0.05)
+        if not self._put(out, item):
+            return False
+        with order.turn:
+            order.handed += 1
+            order.turn.notify_all()
+        return True
+
     # -- the calling thread
 
     def _consume(self, source: queue.Queue, inline_stages: list[Stage]) -> None:
@@ -231,5 +321,8 @@ class FramePool:
 
 
 def keep_tag(fn: Callable[[Any], Any]) -> Callable[[tuple[Any, Any]], tuple[Any, Any]]:
-    """A stage on ``(tag, item)`` pairs: ``fn`` on the item, the tag (a frame's time) carried along."""
+    """A stage on ``(tag, item)`` pairs: ``fn`` on the item, the tag (a frame's time) carried along
+    (for :class:`Workers`, each of its callables)."""
+    if isinstance(fn, Workers):
+        return Workers(tuple(keep_tag(each) for each in fn.fns))
     return lambda tagged: (tagged[0], fn(tagged[1]))

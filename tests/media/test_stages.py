@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from mfs_fast.media.stages import FramePool, StagedRun
+from mfs_fast.media.stages import FramePool, StagedRun, Workers, keep_tag
 
 
 def _collect(source, stages, threaded=True, depth=2, **options) -> tuple[list, StagedRun]:
@@ -67,7 +67,58 @@ def test_queues_hold_at_most_depth_items():
     assert max(ahead) <= 3 * 2 + 2 + 1 + 1, max(ahead)
 
 
-@pytest.mark.parametrize("where", ["source", "stage", "sink"])
+@pytest.mark.parametrize("threaded", [True, False], ids=["threaded", "sequential"])
+def test_workers_keep_the_order_and_share_the_work(threaded):
+    """Items take random times in each worker (sleep releases the GIL like the native work): they
+    still leave in order, each worker with its own state worked on some of them when threaded,
+    only the first one in turn; the stage's timing adds up the workers'."""
+    rng = np.random.default_rng(7)
+    delays = rng.uniform(0, 0.004, 300)
+    seen: list[list[int]] = [[], [], []]
+
+    def worker(index):
+        def work(x):
+            seen[index].append(x)
+            time.sleep(delays[x])
+            return 3 * x
+        return work
+
+    out, run = _collect(iter(range(300)), [("a", lambda x: x), ("w", Workers(tuple(worker(i) for i in range(3)))),
+                                           ("b", lambda x: x + 1)], threaded)
+    assert out == [3 * x + 1 for x in range(300)]
+    assert sorted(seen[0] + seen[1] + seen[2]) == list(range(300))
+    assert all(seen) if threaded else seen[0] == list(range(300))
+    timing = run.timings[2]
+    assert timing.items == 300 and timing.threads == (3 if threaded else 1)
+    assert timing.seconds >= 0.9 * delays.sum()
+
+
+def test_workers_set_the_pace_together():
+    """One 20 ms stage in 2 workers after a 10 ms one: a frame every ~10 ms, not every 20."""
+    def work(ms):
+        def sleep(x):
+            time.sleep(ms / 1e3)
+            return x
+        return sleep
+
+    walls = {}
+    for workers in (1, 2):
+        start = time.perf_counter()
+        out, run = _collect(iter(range(40)), [("a", work(10)), ("w", Workers(tuple(work(20) for _ in range(workers))))])
+        walls[workers] = time.perf_counter() - start
+        assert out == list(range(40))
+        assert run.timings[2].items_per_second == pytest.approx(workers * 50, rel=0.3)
+    assert walls[2] < 0.7 * walls[1], walls
+
+
+def test_keep_tag_tags_each_worker():
+    tagged = keep_tag(Workers((lambda x: x + 1, lambda x: x + 2)))
+    assert isinstance(tagged, Workers) and [fn(("t", 1)) for fn in tagged.fns] == [("t", 2), ("t", 3)]
+    with pytest.raises(ValueError, match="at least one"):
+        Workers(())
+
+
+@pytest.mark.parametrize("where", ["source", "stage", "workers", "sink"])
 def test_an_error_anywhere_is_raised_and_every_thread_stops(where):
     closed = threading.Event()
 
@@ -89,8 +140,13 @@ def test_an_error_anywhere_is_raised_and_every_thread_stops(where):
         if where == "sink" and x == 50:
             raise ValueError("sink broke")
 
+    def worker(x):
+        if where == "workers" and x == 50:
+            raise ValueError("workers broke")
+        return x
+
     before = threading.active_count()
-    run = StagedRun(source(), [("a", stage), ("b", lambda x: x)], ("sink", sink))
+    run = StagedRun(source(), [("a", stage), ("b", Workers((worker, worker)))], ("sink", sink))
     with pytest.raises(ValueError, match=f"{where} broke"):
         run.run()
     assert closed.is_set()  # the generator's finally ran: ffmpeg would be stopped
