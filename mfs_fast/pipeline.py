@@ -316,21 +316,21 @@ class Swapper:
         info = probe_video(src)
         tracker = self.tracker(every=every, fps=float(info.fps) or 30.0, smooth=smooth)
         pool = FramePool()
-        with self.idn_sharing_cores(pipelined) as workers:
+        with self.sharing_cores(pipelined) as workers:
             return transcode(src, dst, self.frame_stages(tracker, pool, workers), progress=progress, info=info,
                              pipelined=pipelined, quality=DEFAULT_CRF if quality is None else quality,
                              preset=preset or DEFAULT_PRESET, on_written=pool.give,
                              tags=VIDEO_TAGS if self.watermark is not None else None)
 
     @contextmanager
-    def idn_sharing_cores(self, shared: bool = True) -> Iterator[int]:
+    def sharing_cores(self, shared: bool = True) -> Iterator[int]:
         """While decoding, face finding, swapping and encoding overlap, the native IDN runs on
-        half the worker threads (at least one), unless ``threads`` was chosen: every core is
-        then busy with some stage, and a second IDN thread mostly waits for one (720p, one face,
-        2 cores: 53 vs 48 FPS end to end, bench/RESULTS.md). Yields how many swap workers to
-        run (:meth:`frame_stages`): 2 while sharing, so two frames are swapped at once on those
-        halves (the swap stage, the busiest, no longer paces the rest: 720p 52 -> 64 FPS), else 1.
-        Restored afterwards."""
+        half its threads (at least one), unless ``threads`` was chosen: every core is then busy
+        with some stage, and a second IDN thread mostly waits for one (720p, one face, 2 cores:
+        53 vs 48 FPS end to end, bench/RESULTS.md). Yields how many swap workers to run
+        (:meth:`frame_stages`): 2 while sharing, so two frames are swapped at once on those
+        halves (the swap stage, the busiest, no longer paces the rest: 720p 53 -> 64 FPS), else
+        1. Restored afterwards."""
         engines = [engine for engine in (self.backend, self.core) if engine is not None]
         if not shared or self.threads_chosen or not isinstance(self.backend, NativeEngine):
             yield 1

@@ -297,7 +297,7 @@ def test_the_native_idn_takes_half_the_cores_while_video_stages_overlap(tmp_path
     swapper.swap_video(clip, tmp_path / "out2.mp4", progress=False, pipelined=False)
     assert set(seen) == {(full, full)}
     chosen = Swapper(_astronaut_bgr(), threads=full)
-    with chosen.idn_sharing_cores():
+    with chosen.sharing_cores():
         assert chosen.core.threads == full
 
 
