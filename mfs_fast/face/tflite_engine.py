@@ -71,40 +71,42 @@ def _native_stderr_silenced() -> Iterator[None]:
 
 
 class LiteRTGraph:
-    """A .tflite model run by LiteRT; one interpreter per batch size, made on first use."""
+    """A .tflite model run by LiteRT: one interpreter, its input resized to each call's batch.
+
+    Why one: an interpreter per batch size kept an arena each (~3-4 MB an image: the mesh at
+    batches 1-7 and the detector's tile passes held ~170 MB on the crowd clip). Resized, the
+    arena grows to the largest batch seen and is reused: going back to a smaller batch costs
+    ~0.1-0.3 ms, the first time up to a larger one ~8-13 ms (bench/RESULTS.md).
+    """
 
     def __init__(self, path: str | Path, threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter_class = Interpreter
         self.path, self.threads = str(path), int(threads or torch.get_num_threads())
-        self._interpreters: dict[int, object] = {}
-        first = self._interpreter(1)
-        details = first.get_input_details()[0]
+        with _native_stderr_silenced():
+            self._interpreter = Interpreter(model_path=self.path, num_threads=self.threads)
+            self._interpreter.allocate_tensors()
+        details = self._interpreter.get_input_details()[0]
+        self._input_index = details["index"]
         self.input_shape_nhwc = tuple(int(s) for s in details["shape"])
-        self.output_names = [d["name"] for d in first.get_output_details()]
+        self.batch = self.largest_batch = self.input_shape_nhwc[0]  # sized for now; the most so far
+        self.output_names = [d["name"] for d in self._interpreter.get_output_details()]
 
     @property
     def input_size(self) -> tuple[int, int]:
         """(height, width) the model expects."""
         return self.input_shape_nhwc[1], self.input_shape_nhwc[2]
 
-    def _interpreter(self, batch: int):
-        interpreter = self._interpreters.get(batch)
-        if interpreter is None:
-            with _native_stderr_silenced():
-                interpreter = self._interpreter_class(model_path=self.path, num_threads=self.threads)
-                if batch != 1:
-                    index = interpreter.get_input_details()[0]["index"]
-                    shape = list(interpreter.get_input_details()[0]["shape"])
-                    interpreter.resize_tensor_input(index, [batch] + shape[1:])
-                interpreter.allocate_tensors()
-            self._interpreters[batch] = interpreter
-        return interpreter
+    def _sized_for(self, batch: int):
+        if batch != self.batch:
+            self._interpreter.resize_tensor_input(self._input_index, [batch, *self.input_shape_nhwc[1:]])
+            self._interpreter.allocate_tensors()
+            self.batch, self.largest_batch = batch, max(batch, self.largest_batch)
+        return self._interpreter
 
     def __call__(self, x_nhwc: np.ndarray) -> tuple[np.ndarray, ...]:
-        interpreter = self._interpreter(len(x_nhwc))
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], np.ascontiguousarray(x_nhwc, np.float32))
+        interpreter = self._sized_for(len(x_nhwc))
+        interpreter.set_tensor(self._input_index, np.ascontiguousarray(x_nhwc, np.float32))
         interpreter.invoke()  # releases the GIL
         return tuple(interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details())
 

@@ -74,3 +74,21 @@ def test_engine_errors_are_one_clear_line(monkeypatch):
     with pytest.raises(MfsError, match="needs the ai-edge-litert package"):
         load_tflite_model(tflite_model_path("face_landmark.tflite"), "litert")
     assert isinstance(load_tflite_model(tflite_model_path("face_landmark.tflite")), TorchGraph)  # auto falls back
+
+
+def test_one_interpreter_serves_every_batch_size(seed):
+    """The input is resized to each call's batch, up and down: every image's outputs equal its
+    own single-image run, and memory grows to the largest batch once, not once per size (an
+    interpreter per size held ~3 MB an image each: ~84 MB for the mesh's batches 1-7)."""
+    from mfs_fast.memory import rss_bytes
+
+    graph = load_tflite_model(tflite_model_path("face_landmark.tflite"), "litert")
+    x = np.random.default_rng(seed).uniform(0, 1, (8, 192, 192, 3)).astype(np.float32)
+    alone = [graph(x[i:i + 1]) for i in range(8)]
+    graph(x)  # the largest batch first: the arena reaches its size
+    before = rss_bytes()
+    for batch in (3, 7, 1, 5, 2, 6, 4, 8):
+        for output, single in zip(graph(x[:batch]), alone[batch - 1]):
+            np.testing.assert_allclose(output.reshape(batch, -1)[-1], single.reshape(-1), rtol=2e-5, atol=2e-3)
+    assert graph.largest_batch == 8 and graph.batch == 8
+    assert rss_bytes() - before < 30 * 2**20, (rss_bytes() - before) / 2**20
