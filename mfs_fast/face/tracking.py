@@ -155,8 +155,10 @@ class FaceTracker:
     """``update(frame) -> faces`` for consecutive video frames.
 
     Follows the faces with the detector's ``track`` where it has one, and runs the detector
-    for new faces every ``every`` frames, on any frame where ``track`` loses a face, and
-    whenever there is nothing to track; a detector without ``track`` runs on every frame.
+    for new faces every ``every`` frames and whenever there is nothing to track; a face that
+    ``track`` loses in between is looked for again at once around where it was (the
+    detector's ``detect_near``; the whole search with a detector without it). A detector
+    without ``track`` runs on every frame.
     Faces are matched to the previous frame's tracks by :func:`match_boxes`: matched faces
     keep their track (id and landmark filter), new faces start tracks, unmatched tracks end.
     ``update`` returns faces in track order (oldest track first); ``ids`` holds their track ids.
@@ -187,9 +189,12 @@ class FaceTracker:
         if self.background:
             return self._update_in_background(frame)
         if self.tracks and hasattr(self.detector, "track"):
-            faces = self.detector.track(frame, [t.face for t in self.tracks])
-            if len(faces) < len(self.tracks) or self.frame_index % self.every == 0:
-                faces = faces + self._new_faces(frame, faces)  # a face was lost, or time to look for new ones
+            previous = [t.face for t in self.tracks]
+            faces = self.detector.track(frame, previous)
+            if self.frame_index % self.every == 0:
+                faces = faces + self._new_faces(frame, faces)  # time to look for new ones
+            elif len(faces) < len(previous):
+                faces = faces + self._found_again(frame, not_among(previous, faces), faces)
         else:
             faces = self.detector.detect(frame)
         self.frame_index += 1
@@ -222,6 +227,13 @@ class FaceTracker:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool, self._search = None, None
+
+    def _found_again(self, frame: np.ndarray, lost: list[Face], tracked: list[Face]) -> list[Face]:
+        """Faces just lost, looked for again where they were (a detector with ``detect_near``),
+        else by the whole search."""
+        if lost and hasattr(self.detector, "detect_near"):
+            return self.detector.detect_near(frame, lost, tracked)
+        return self._new_faces(frame, tracked)
 
     def _new_faces(self, frame: np.ndarray, tracked: list[Face]) -> list[Face]:
         """Detected faces that are not among ``tracked`` (boxes overlapping by IoU > 0.3)."""

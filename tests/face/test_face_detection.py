@@ -422,3 +422,19 @@ def test_small_faces_make_the_search_look_for_smaller_ones(detector, monkeypatch
     detector.detect_new(large, big_faces)
     assert calls == [False]
     assert BlazeFaceDetector(min_eye_distance=None).fine_tile is None
+
+
+def test_detect_near_finds_a_lost_face_around_where_it_was(detector):
+    """detect_near (what the tracker runs when it loses a face): a pass over a region around
+    the lost face finds it again, moved a little, with the landmarks a whole search gives;
+    nothing when it is already known, or when the region holds no face."""
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    frame[100:612, 600:1112] = _astronaut()
+    (whole,) = detector.detect(frame)
+    lost = Face(whole.box - np.float32([25, 10, 25, 10]), whole.score, whole.landmarks - np.float32([25, 10]))
+    (again,) = detector.detect_near(frame, [lost], [])
+    eyes = float(np.linalg.norm(whole.landmarks[1] - whole.landmarks[0]))
+    assert np.abs(again.landmarks - whole.landmarks).max() < 0.1 * eyes
+    assert detector.detect_near(frame, [lost], [whole]) == []
+    elsewhere = Face(np.float32([20, 20, 120, 120]), 0.9, whole.landmarks * 0.2)
+    assert detector.detect_near(frame, [elsewhere], []) == []

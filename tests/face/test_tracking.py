@@ -168,6 +168,36 @@ def test_lost_face_between_detections_triggers_a_detection():
     assert detector.detect_calls == 2  # the first frame, and the frame where b was lost
 
 
+class NearSearchingDetector(ScriptedTrackingDetector):
+    """With ``detect_near``: the script's faces close to a lost one (as a search around it would
+    find), other than the known ones; records what it was asked."""
+
+    def __init__(self, script: list[list[Face]]):
+        super().__init__(script)
+        self.near_calls: list[list[np.ndarray]] = []
+
+    def detect_near(self, image: np.ndarray, lost: list[Face], known: list[Face]) -> list[Face]:
+        self.near_calls.append([face.box for face in lost])
+        now = self.script[int(image[0, 0, 0])]
+        return [f for f in now if any(np.abs(f.box - p.box).max() < 60 for p in lost)
+                and all(np.abs(f.box - k.box).max() >= 20 for k in known)]
+
+
+def test_a_lost_face_is_looked_for_where_it_was_not_in_the_whole_frame():
+    """Track loses b at frame 2 (it moved 30 px, beyond what track() follows): the detector looks
+    around b's last place only, finds it there, and b keeps its track; no whole-frame search
+    runs until the scheduled one."""
+    a, b, b_moved = face_at(80, 100), face_at(240, 100), face_at(270, 100)
+    script = [[a, b], [a, b], [a, b_moved], [a, b_moved], [a, b_moved]]
+    detector = NearSearchingDetector(script)
+    frames = run(FaceTracker(detector, every=10, smooth=False), len(script))
+    assert [sorted(f) for f in frames] == [[0, 1]] * 5
+    np.testing.assert_allclose(frames[2][1].box, b_moved.box)
+    assert detector.detect_calls == 1  # the first frame only
+    assert len(detector.near_calls) == 1
+    np.testing.assert_allclose(detector.near_calls[0], [b.box])
+
+
 @pytest.mark.parametrize("every", [0, -1, 1.5, "5", True])
 def test_every_must_be_a_whole_number_at_least_one(every):
     with pytest.raises(MfsError, match="every"):
