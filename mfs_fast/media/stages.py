@@ -246,9 +246,8 @@ class StagedRun:
                 try:
                     item = _timed(fn, item, timing)
                 except BaseException as error:  # at once, out of order: the run is over
-                    with order.taking:
-                        order.finished = True
                     self._put(out, _Failure(error))
+                    order.finished = True  # (a sibling may hold ``taking`` while it waits for an item)
                     return
             if not self._hand_on(order, number, item, out) or last:
                 return
