@@ -301,15 +301,19 @@ def test_the_native_idn_takes_half_the_cores_while_video_stages_overlap(tmp_path
         assert chosen.core.threads == full
 
 
-def test_pipelined_video_swaps_two_frames_at_once_with_the_same_result(tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_pipelined_video_swaps_two_frames_at_once_with_the_same_result(tmp_path, precision):
     """Pipelined, two threads swap consecutive frames (each on a pipeline core of its own, the
-    same identity): frames leave in order, equal to the one-at-a-time path's, and the totals
-    count every frame and face once."""
+    same identity and kernels): frames leave in order, equal to the one-at-a-time path's, and
+    the totals count every frame and face once."""
     from sample_media import drifting_face_clip
 
+    from mfs_fast.backends.fused import bfloat16_available
     from mfs_fast.media import read_frames
 
-    swapper = Swapper(_astronaut_bgr())
+    if precision == "bfloat16" and not bfloat16_available():
+        pytest.skip("this CPU lacks AVX512-BF16: the bfloat16 kernels cannot run here")
+    swapper = Swapper(_astronaut_bgr(), precision=precision)
     if swapper.core is None:
         pytest.skip("the native extension is not built: no pipeline core to replicate")
     clip = drifting_face_clip(tmp_path / "clip.mp4", 360, 300, [40, 44, 48], top=20, background=60)
