@@ -376,15 +376,15 @@ class Swapper:
             return swap
 
         cores = [self.core, *(self.core.replica(index) for index in range(1, workers))] if self.core else [None]
-        swap: Stage = ("swap", Workers(tuple(swapping(core) for core in cores)) if len(cores) > 1 else swapping(cores[0]))
+        work = Workers(tuple(swapping(core) for core in cores)) if len(cores) > 1 else swapping(cores[0])
         if self.watermark is None:
-            return [detect, swap]
+            return [detect, ("swap", work)]
 
         def mark(swapped: tuple[np.ndarray, list[np.ndarray]]) -> np.ndarray:
             self._mark(*swapped)
             return swapped[0]
 
-        return [detect, swap, ("mark", mark)]
+        return [detect, ("swap", work), ("mark", mark)]
 
     def _swap_faces(self, frames: list[np.ndarray], detections: list[list[Face]],
                     outs: list[np.ndarray | None], unmarked: list | None = None) -> list[np.ndarray]:
