@@ -6,6 +6,8 @@ run's peak, nor whether memory grows while a long video streams through; samples
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import resource
 import sys
@@ -23,6 +25,19 @@ def rss_bytes() -> int:
     except (OSError, ValueError, IndexError):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+
+
+def return_freed_memory() -> None:
+    """Hand the allocator's free pages back to the system (glibc ``malloc_trim``; elsewhere
+    nothing): after large objects are freed, e.g. :meth:`~mfs_fast.models.FaceSwapModels.release_source_nets`,
+    glibc keeps their pages in its heap for reuse, and they still count as resident."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is not None:
+        trim(0)
 
 
 class RssSampler:

@@ -44,3 +44,101 @@ def test_memory_does_not_grow_along_a_long_clip(long_clip, tmp_path):
     print(f"RSS over {FRAMES} frames: median {np.median(first):.0f} MB early, {np.median(last):.0f} MB late, "
           f"peak {rss.peak / 2**20:.0f} MB")
     assert growth < 25, f"memory grew by {growth:.0f} MB along the clip"
+
+
+# ---------------------------------------------------------------- source nets freed by a video
+# A video needs only the IDN: the identity net and the IIN's weights predictor (73 MB of the
+# starter IIN's 79) run once per source. swap_video frees them; the next source reads them back.
+
+SHORT = 12
+BOUND_1080P_MB = 600  # issue #21: a 1080p video stays within 600 MB
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory):
+    return drifting_face_clip(tmp_path_factory.mktemp("short") / "short.mp4", WIDTH, HEIGHT,
+                              [100 + 4 * i for i in range(SHORT)], top=50, background=60)
+
+
+def _identity_tensors(swapper: Swapper) -> list:
+    return [value.clone() for _, value in swapper.identity.tensors()]
+
+
+def test_a_video_frees_the_source_nets_and_a_new_source_reads_them_back_unchanged(short_clip, tmp_path):
+    import torch
+
+    swapper = Swapper(_astronaut_bgr())
+    before = _identity_tensors(swapper)
+    first = swapper.swap_video(short_clip, tmp_path / "a.mp4", progress=False)
+    assert first.frames_out == SHORT
+    assert swapper.models.identity is None and swapper.models.iin.predictor is None
+    swapper.set_source(_astronaut_bgr())  # read back from the starter folder
+    assert swapper.models.identity is not None and swapper.models.iin.predictor is not None
+    after = _identity_tensors(swapper)
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_models_passed_as_an_object_are_left_whole(short_clip, tmp_path):
+    from mfs_fast.weights import load_starter_weights
+
+    models = load_starter_weights()
+    swapper = Swapper(_astronaut_bgr(), weights=models)
+    swapper.swap_video(short_clip, tmp_path / "a.mp4", progress=False)
+    assert models.identity is not None and models.iin.predictor is not None
+
+
+def test_weights_changed_on_disk_are_not_mixed_in(tmp_path):
+    from mfs_fast.checkpoints import load_weights, save_weights
+    from mfs_fast.errors import CheckpointError
+    from mfs_fast.models import FaceSwapModels
+    from mfs_fast.weights import load_starter_weights
+
+    save_weights(load_starter_weights(), tmp_path / "w", storage="int8")
+    models = load_weights(tmp_path / "w")
+    assert models.reload is not None and models.release_source_nets()
+    assert not models.release_source_nets()  # already released
+    other = FaceSwapModels.random(seed=3)
+    other.identity = load_starter_weights().identity  # same kind of identity net, other IIN
+    save_weights(other, tmp_path / "w", storage="int8")
+    with pytest.raises(CheckpointError, match="changed on disk since they were loaded"):
+        models.identity_input(_astronaut_bgr()[100:324, 150:374])
+
+
+def test_models_built_in_memory_keep_their_source_nets():
+    from mfs_fast.models import FaceSwapModels
+
+    models = FaceSwapModels.random()
+    assert models.reload is None and not models.release_source_nets() and models.identity is not None
+
+
+_PEAK_SCRIPT = """
+import sys
+from mfs_fast import Swapper
+from mfs_fast.memory import RssSampler
+from conftest import _astronaut_bgr
+swapper = Swapper(_astronaut_bgr())
+with RssSampler(interval=0.02) as rss:
+    stats = swapper.swap_video(sys.argv[1], sys.argv[2], progress=False)
+print(stats.frames_out, swapper.stats.faces_swapped, rss.peak)
+"""
+
+
+def test_a_1080p_video_stays_within_600_mb(tmp_path):
+    """In a process of its own (this one holds every other test's memory), as `mfs-fast swap` runs."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    frames = 45
+    clip = drifting_face_clip(tmp_path / "hd.mp4", 1920, 1080, [400 + 20 * i for i in range(frames)],
+                              top=300, background=60)
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(clip), str(tmp_path / "out.mp4")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    frames_out, swapped, peak = (int(value) for value in done.stdout.split()[-3:])
+    print(f"1080p: {frames_out} frames, {swapped} faces swapped, peak RSS {peak / 2**20:.0f} MB")
+    assert frames_out == frames and swapped >= frames * 0.9
+    assert peak < BOUND_1080P_MB * 2**20, f"peak RSS {peak / 2**20:.0f} MB over {BOUND_1080P_MB} MB"

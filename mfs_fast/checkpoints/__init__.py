@@ -7,6 +7,7 @@ in the model store.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from ..errors import CheckpointError
@@ -25,14 +26,16 @@ def load_weights(path: str | Path) -> FaceSwapModels:
     if not folder.is_dir():
         raise CheckpointError(f"--weights must be a folder; {folder} is {'a file' if folder.exists() else 'missing'}")
     if (folder / MANIFEST).is_file():
-        return load_weights_dir(folder)
-    official = find_official_files(folder)
-    if official is not None:
-        return load_official(*official)
-    raise CheckpointError(
-        f"{folder} holds no weights: expected either {MANIFEST} (from `mfs-fast convert`) "
-        f"or the official {SWAP_FILE} and {ARCFACE_FILE}"
-    )
+        models = load_weights_dir(folder)
+    elif (official := find_official_files(folder)) is not None:
+        models = load_official(*official)
+    else:
+        raise CheckpointError(
+            f"{folder} holds no weights: expected either {MANIFEST} (from `mfs-fast convert`) "
+            f"or the official {SWAP_FILE} and {ARCFACE_FILE}"
+        )
+    models.reload = partial(load_weights, folder)
+    return models
 
 
 __all__ = [

@@ -36,6 +36,7 @@ IDENTITY_ENCODERS: Registry[IdentityEncoder] = Registry("identity encoder", erro
 def _arcface(models: Any = None, model_path: str | None = None) -> ArcFaceIdentityEncoder:
     if models is None:
         raise MfsError("the arcface identity encoder needs loaded weights (models=mfs_fast.load_weights(DIR))")
+    models.restore_source_nets()  # read back when a video freed them
     return ArcFaceIdentityEncoder(models.identity)
 
 

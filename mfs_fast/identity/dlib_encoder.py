@@ -23,6 +23,12 @@ def _load_network(path: str) -> DlibResNet:
     return DlibResNet.from_file(path)
 
 
+def forget_shared_networks() -> None:
+    """Drop the cache's references to loaded dlib networks (encoders that hold one keep it), so
+    a network no encoder uses any more is freed; the next encoder reads its file again."""
+    _load_network.cache_clear()
+
+
 class DlibIdentityEncoder(IdentityEncoder):
     """128-d dlib face descriptors (99.38 % on LFW) and the maps 32x35x35 ... 256x2x2.
 
