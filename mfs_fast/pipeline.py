@@ -217,7 +217,7 @@ class Swapper:
 
     def release_source_nets(self) -> None:
         """Free what only a new source needs (the identity net and the IIN's weights predictor,
-        ~130 MB for the starter weights) when this swapper read its weights itself; the next
+        ~110 MB resident for the starter weights) when this swapper read its weights itself; the next
         :meth:`set_source` reads them back (~0.3 s). Done by :meth:`swap_video`: a 1080p video
         then stays under 600 MB. Models passed in as an object are left as they are."""
         if self._owns_models and self.models.release_source_nets():

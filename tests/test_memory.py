@@ -102,6 +102,7 @@ def test_weights_changed_on_disk_are_not_mixed_in(tmp_path):
     save_weights(other, tmp_path / "w", storage="int8")
     with pytest.raises(CheckpointError, match="changed on disk since they were loaded"):
         models.identity_input(_astronaut_bgr()[100:324, 150:374])
+    assert models.identity is None and models.iin.predictor is None  # never a mix of two trainings
 
 
 def test_models_built_in_memory_keep_their_source_nets():

@@ -53,7 +53,7 @@ class FaceSwapModels:
 
     def release_source_nets(self) -> bool:
         """Free the identity net and the IIN's weights predictor, which only a new source runs
-        (~130 MB resident for the starter weights, ~340 MB in float32 for the official ones),
+        (~110 MB resident for the starter weights; 273 MB of float32 tensors in the official ones),
         while a video streams; the next :meth:`identity_input` reads them back from
         :attr:`reload`, checked bit-identical. False (nothing freed) without it."""
         if self.reload is None or self._released_digest is not None:
@@ -66,6 +66,7 @@ class FaceSwapModels:
         return True
 
     def restore_source_nets(self) -> None:
+        """Read back what :meth:`release_source_nets` freed (nothing to do when it was not)."""
         if self._released_digest is None:
             return
         from ..errors import CheckpointError
@@ -73,6 +74,7 @@ class FaceSwapModels:
         fresh = self.reload()
         self.identity, self.iin.predictor = fresh.identity, fresh.iin.predictor
         if self._source_nets_digest() != self._released_digest:
+            self.identity, self.iin.predictor = None, None  # never a mix of two trainings
             raise CheckpointError("the weights changed on disk since they were loaded; load them again "
                                   "(make a new Swapper) to use the new ones")
         self._released_digest = None
