@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from .media import VideoStats
 from .backends.fused import default_threads as available_cpus
-from .memory import RssSampler
+from .memory import RssSampler, anonymous_bytes
 from .pipeline import Swapper
 
 if TYPE_CHECKING:
@@ -45,17 +45,20 @@ class CpuTime:
 
 @dataclass(frozen=True)
 class VideoRun:
-    """One timed pass over a video: ``mode`` (sequential or pipelined), its stats, its peak RSS and
-    the CPU time it took (the share of the cores it kept busy says whether more overlap can help)."""
+    """One timed pass over a video: ``mode`` (sequential or pipelined), its stats, its peak RSS, the
+    CPU time it took (the share of the cores it kept busy says whether more overlap can help) and
+    its peak own memory (:func:`~mfs_fast.memory.anonymous_bytes`: the RSS without library pages)."""
 
     mode: str
     stats: VideoStats
     peak_rss: int
     cpu: CpuTime = CpuTime(0.0, 0.0)
+    peak_own: int = 0
 
     def as_dict(self) -> dict:
         return {"mode": self.mode, "frames": self.stats.frames_out, "seconds": self.stats.seconds,
                 "fps": self.stats.fps, "peak_rss_mb": self.peak_rss / 2**20,
+                "peak_own_mb": self.peak_own / 2**20,
                 "cpu_ms_per_frame": {"process": self.cpu_ms(self.cpu.process), "ffmpeg": self.cpu_ms(self.cpu.children)},
                 "stages": {t.name: {"ms_per_frame": t.ms_per_item, "mean_queue_depth": t.mean_queue_depth}
                            for t in self.stats.stages}}
@@ -71,9 +74,9 @@ def swap_video_timed(swapper: Swapper, video: str | Path, output: str | Path, mo
     ~490 MB at 1080p); ``options`` go to ``swap_video``."""
     swapper.release_source_nets()
     start = CpuTime.now()
-    with RssSampler() as rss:
+    with RssSampler() as rss, RssSampler(measure=anonymous_bytes) as own:
         stats = swapper.swap_video(video, output, pipelined=MODES[mode], **options)
-    return VideoRun(mode, stats, rss.peak, CpuTime.now() - start)
+    return VideoRun(mode, stats, rss.peak, CpuTime.now() - start, own.peak)
 
 
 def bench_video(swapper: Swapper, video: str | Path, modes: tuple[str, ...] = tuple(MODES), rounds: int = 1,
@@ -104,16 +107,17 @@ def live_line(stats: "LiveStats", clip_fps: float) -> str:
 
 
 def stage_table(runs: list[VideoRun]) -> list[str]:
-    """Lines of a table: FPS, ms per frame in each stage, mean queue depth in front of each, peak RSS."""
+    """Lines of a table: FPS, ms per frame in each stage, mean queue depth in front of each, peak RSS
+    and the process's own part of it."""
     names = [t.name for t in runs[0].stats.stages]
     ms = "".join(f"{name:>8}" for name in names)
-    header = f"{'mode':<11}{'FPS':>7}  {'ms per frame:':<13}{ms}  | queue in front:{ms}  | peak RSS"
+    header = f"{'mode':<11}{'FPS':>7}  {'ms per frame:':<13}{ms}  | queue in front:{ms}  | peak RSS, own"
     lines = [header]
     for run in runs:
         stages = run.stats.stages
         lines.append(f"{run.mode:<11}{run.stats.fps:>7.1f}  {'':<13}"
                      + "".join(f"{t.ms_per_item:>8.1f}" for t in stages) + f"  | {'':<15}"
-                     + "".join(f"{t.mean_queue_depth:>8.1f}" for t in stages) + f"  | {run.peak_rss / 2**20:.0f} MB")
+                     + "".join(f"{t.mean_queue_depth:>8.1f}" for t in stages) + f"  | {run.peak_rss / 2**20:.0f} MB, own {run.peak_own / 2**20:.0f} MB")
     return lines
 
 
