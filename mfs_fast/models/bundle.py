@@ -22,7 +22,7 @@ MAX_PASTE_DETAIL = 8.0  # crop pixels: the largest detail a paste keeps (Swapper
 class FaceSwapModels:
     """Identity net + IIN (run once per source) and the IDN (run per frame)."""
 
-    identity: IRSEResNet
+    identity: IRSEResNet | None  # None while release_source_nets() has freed it
     iin: IIN
     idn: IDN
     # crop pixels of the target's own detail the paste should keep (Swapper(detail=)): weights
